@@ -1,0 +1,51 @@
+# keyward - the two commands of the README, and a few more.
+#
+#   make run            install missing Debian packages (as root), build, start keyward
+#   make test           every test, plain and under AddressSanitizer + UBSan
+#   make test-sanitize  only the sanitizer run
+#   make bench          benchmarks, as ratios against a reference measured in the same run
+#   make format         apply .clang-format to every C file
+
+BUILD      ?= build
+BUILD_SAN  ?= build-sanitize
+DATA_DIR   ?= ./var
+
+.PHONY: all deps build run test test-plain test-sanitize bench format format-check clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	@scripts/run.sh $(BUILD)/keyward $(DATA_DIR)
+
+test:
+	@scripts/deps.sh test
+	@scripts/test.sh all
+
+test-plain:
+	@scripts/deps.sh test
+	@scripts/test.sh plain
+
+test-sanitize:
+	@scripts/deps.sh test
+	@scripts/test.sh sanitize
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

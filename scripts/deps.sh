@@ -1,0 +1,44 @@
+#!/bin/sh
+# Installs the Debian packages keyward needs to build and test.
+#
+# Usage: scripts/deps.sh [build|test]
+#   build  compiler, Meson, Ninja and the libraries keyward links against
+#   test   build, plus cmocka (unit tests) and python3 (black-box tests)
+#
+# Run as root, it installs whatever is missing with apt-get. Run as another
+# user, it installs nothing and prints the exact command to run instead.
+set -eu
+
+profile=${1:-build}
+pkgs="gcc pkg-config meson ninja-build libsodium-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev zlib1g-dev"
+case "$profile" in
+build) ;;
+test) pkgs="$pkgs libcmocka-dev python3 sqlite3" ;;
+*)
+	echo "usage: scripts/deps.sh [build|test]" >&2
+	exit 2
+	;;
+esac
+
+missing=""
+for p in $pkgs; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$status" in
+	*"install ok installed"*) ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "keyward needs these Debian packages:$missing" >&2
+	echo "install them with:  sudo apt-get install -y$missing" >&2
+	exit 1
+fi
+
+echo "installing Debian packages:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing </dev/null

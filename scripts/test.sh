@@ -1,0 +1,51 @@
+#!/bin/sh
+# Runs keyward's test suites with meson and prints one summary line.
+#
+# Usage: scripts/test.sh [all|plain|sanitize]
+#   plain     build/ (debugoptimized) and every test: unit, CLI
+#   sanitize  build-sanitize/ with AddressSanitizer + UndefinedBehaviorSanitizer
+#   all       both, one after the other
+#
+# The last line counts every test case of every run (TAP "ok"/"not ok"):
+#   tests: N passed, N failed
+set -eu
+cd "$(dirname "$0")/.."
+mode=${1:-all}
+
+run_suite() { # dir, meson setup options...
+	dir=$1
+	shift
+	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@"
+	ninja -C "$dir"
+	status=0
+	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=$?
+	python3 scripts/test-summary.py "$dir/meson-logs/testlog.json" >>"$summary"
+	return $status
+}
+
+summary=$(mktemp)
+trap 'rm -f "$summary"' EXIT
+failed=0
+case "$mode" in
+plain | all) run_suite build --buildtype=debugoptimized || failed=1 ;;
+esac
+case "$mode" in
+sanitize | all)
+	# halt_on_error makes any UBSan finding fail the test that hit it.
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+	run_suite build-sanitize --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false ||
+		failed=1
+	;;
+esac
+case "$mode" in
+plain | sanitize | all) ;;
+*)
+	echo "usage: scripts/test.sh [all|plain|sanitize]" >&2
+	exit 2
+	;;
+esac
+
+awk '{p += $1; f += $2} END {printf "tests: %d passed, %d failed\n", p, f}' "$summary"
+awk '{f += $2} END {exit f > 0}' "$summary" || failed=1
+exit $failed

@@ -1,0 +1,88 @@
+/*
+ * cmd_misc.c - `keyward migrate`, `keyward audit list` and `keyward serve`.
+ */
+#include "cli/cli.h"
+#include "core/json.h"
+
+int kw_cli_migrate(kw_cli *cli, int argc, char **argv)
+{
+    const kw_cli_spec spec = {
+        .usage = "migrate",
+        .help = "Applies pending schema migrations (serve does it too) and prints the schema\n"
+                "version. With --json: {\"schema_version\": N}.",
+    };
+    static const char *const fields[] = {"schema_version", NULL};
+    kw_service *svc;
+    int rc = kw_cli_begin(cli, &spec, argc, argv, &svc);
+    if (rc != KW_CLI_RUN)
+        return rc;
+    json_t *doc = json_pack("{s:i}", "schema_version", kw_service_schema_version(svc));
+    rc = kw_cli_emit_object(cli, doc, fields);
+    json_decref(doc);
+    kw_service_close(svc);
+    return rc;
+}
+
+int kw_cli_audit_list(kw_cli *cli, int argc, char **argv)
+{
+    const char *account = NULL, *limit_text = NULL;
+    const kw_cli_opt opts[] = {
+        {"account", &account, NULL, false},
+        {"limit", &limit_text, NULL, false},
+        {NULL, NULL, NULL, false},
+    };
+    const kw_cli_spec spec = {
+        .usage = "audit list [--account ACC] [--limit N]",
+        .help = "Lists the audit log, newest first: who created or deleted what, and when\n"
+                "(at most N entries, default 50; only account ACC's with --account).\n"
+                "With --json: {\"entries\": [...]}.",
+        .opts = opts,
+    };
+    static const char *const columns[] = {
+        "at", "actor", "action", "account_id", "key_id", "key_name", NULL,
+    };
+    int rc = kw_cli_parse(cli, &spec, argc, argv);
+    if (rc != KW_CLI_RUN)
+        return rc;
+    long limit = 50;
+    if (limit_text && !kw_cli_parse_int(limit_text, 1, 10000, &limit))
+        return kw_cli_usage_error(&spec, "--limit must be an integer from 1 to 10000");
+    kw_service *svc;
+    if ((rc = kw_cli_open(cli, &svc)) != KW_CLI_EXIT_OK)
+        return rc;
+    kw_audit_list list = {0};
+    kw_error err;
+    if (kw_service_audit_list(svc, account, (size_t)limit, &list, &err) != KW_OK) {
+        rc = kw_cli_fail(&err);
+    } else {
+        json_t *items = json_array();
+        for (size_t i = 0; items && i < list.count; i++)
+            json_array_append_new(items, kw_json_audit_entry(&list.items[i]));
+        json_t *doc = json_pack("{s:o}", "entries", items);
+        rc = kw_cli_emit_table(cli, doc, "entries", columns, "no audit entries");
+        json_decref(doc);
+        kw_audit_list_free(&list);
+    }
+    kw_service_close(svc);
+    return rc;
+}
+
+int kw_cli_serve(kw_cli *cli, int argc, char **argv)
+{
+    const char *listen = NULL, *threads = NULL;
+    const kw_cli_opt opts[] = {
+        {"listen", &listen, NULL, false},
+        {"threads", &threads, NULL, false},
+        {NULL, NULL, NULL, false},
+    };
+    const kw_cli_spec spec = {
+        .usage = "serve [--listen 127.0.0.1:8080] [--threads N] [--max-keys-per-account 25]",
+        .help = "Runs the HTTP API and the web console.",
+        .opts = opts,
+    };
+    int rc = kw_cli_parse(cli, &spec, argc, argv);
+    if (rc != KW_CLI_RUN)
+        return rc;
+    kw_cli_errorf("serve: the HTTP server is not available in this build");
+    return KW_CLI_EXIT_USAGE;
+}

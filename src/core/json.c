@@ -1,0 +1,128 @@
+/*
+ * json.c - JSON forms of keyward's objects, and a wiping allocator for
+ * jansson.
+ */
+#include "core/json.h"
+
+#include <stdlib.h>
+
+#include <sodium.h>
+
+#include "core/timefmt.h"
+
+/* Each block carries its size in a 16-byte header (keeping malloc's
+ * alignment) so that the free function knows how much to wipe. */
+#define HEADER 16
+
+static void *wiping_malloc(size_t n)
+{
+    unsigned char *p = malloc(n + HEADER);
+    if (!p)
+        return NULL;
+    *(size_t *)(void *)p = n;
+    return p + HEADER;
+}
+
+static void wiping_free(void *ptr)
+{
+    if (!ptr)
+        return;
+    unsigned char *base = (unsigned char *)ptr - HEADER;
+    sodium_memzero(ptr, *(size_t *)(void *)base);
+    free(base);
+}
+
+void kw_json_init(void)
+{
+    json_set_alloc_funcs(wiping_malloc, wiping_free);
+}
+
+void kw_json_free(void *p)
+{
+    json_free_t free_fn;
+    json_get_alloc_funcs(NULL, &free_fn);
+    free_fn(p);
+}
+
+json_t *kw_json_time(int64_t t)
+{
+    if (t == 0)
+        return json_null();
+    char buf[KW_TIME_BUFSZ];
+    kw_time_format(t, buf);
+    return json_string(buf);
+}
+
+json_t *kw_json_account(const kw_account *a)
+{
+    return json_pack("{s:s, s:s, s:o, s:i}", "id", a->id, "name", a->name, "created_at",
+                     kw_json_time(a->created_at), "key_limit", a->key_limit);
+}
+
+json_t *kw_json_key(const kw_key *k)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "id", k->id, "account_id",
+                     k->account_id, "name", k->name, "environment", k->environment, "masked",
+                     k->masked, "created_at", kw_json_time(k->created_at), "last_used_at",
+                     kw_json_time(k->last_used_at), "expires_at", kw_json_time(k->expires_at));
+}
+
+json_t *kw_json_root_key(const kw_root_key *rk)
+{
+    return json_pack("{s:s, s:s, s:s, s:o, s:o}", "id", rk->id, "name", rk->name, "masked",
+                     rk->masked, "created_at", kw_json_time(rk->created_at), "last_used_at",
+                     kw_json_time(rk->last_used_at));
+}
+
+json_t *kw_json_user(const kw_user *u)
+{
+    return json_pack("{s:s, s:s, s:s, s:o}", "id", u->id, "email", u->email, "account_id",
+                     u->account_id, "created_at", kw_json_time(u->created_at));
+}
+
+static json_t *string_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+json_t *kw_json_audit_entry(const kw_audit_entry *e)
+{
+    return json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:o}", "seq", (json_int_t)e->seq, "at",
+                     kw_json_time(e->at), "actor", e->actor, "action", e->action, "account_id",
+                     string_or_null(e->account_id), "key_id", string_or_null(e->key_id),
+                     "key_name", string_or_null(e->key_name));
+}
+
+json_t *kw_json_key_list(const kw_key_list *list)
+{
+    json_t *keys = json_array();
+    if (!keys)
+        return NULL;
+    for (size_t i = 0; i < list->count; i++) {
+        if (json_array_append_new(keys, kw_json_key(&list->items[i])) != 0) {
+            json_decref(keys);
+            return NULL;
+        }
+    }
+    return json_pack("{s:o, s:i, s:i}", "keys", keys, "active_count", list->active_count,
+                     "key_limit", list->key_limit);
+}
+
+json_t *kw_json_verify_result(const kw_verify_result *r)
+{
+    if (r->code != KW_VERIFY_VALID)
+        return json_pack("{s:b, s:s}", "valid", 0, "code", kw_verify_code_name(r->code));
+    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "valid", 1, "code", "VALID",
+                     "account_id", r->key.account_id, "key_id", r->key.id, "name", r->key.name,
+                     "environment", r->key.environment);
+}
+
+json_t *kw_json_key_created(const kw_key *k, const char *secret)
+{
+    return json_pack("{s:o, s:s}", "key", kw_json_key(k), "secret", secret);
+}
+
+json_t *kw_json_root_key_created(const kw_root_key *rk, const char *secret)
+{
+    return json_pack("{s:o, s:s}", "root_key", kw_json_root_key(rk), "secret", secret);
+}

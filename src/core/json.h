@@ -1,0 +1,40 @@
+/*
+ * json.h - the JSON form of keyward's objects, shared by the CLI and HTTP
+ * so that both print exactly the same documents.
+ *
+ * kw_json_init() makes jansson wipe every block it frees, so that a key or
+ * password that passed through a JSON document does not linger in freed
+ * heap memory. Call it once at start-up, before any other jansson call.
+ *
+ * Each kw_json_* constructor returns a new reference (caller json_decref's)
+ * or NULL when out of memory. Absent times are JSON null.
+ */
+#ifndef KW_JSON_H
+#define KW_JSON_H
+
+#include <jansson.h>
+
+#include "core/model.h"
+
+void kw_json_init(void);
+
+/* Frees (and wipes) a string returned by json_dumps once kw_json_init has run. */
+void kw_json_free(void *p);
+
+json_t *kw_json_time(int64_t t);
+json_t *kw_json_account(const kw_account *a);
+json_t *kw_json_key(const kw_key *k);
+json_t *kw_json_root_key(const kw_root_key *rk);
+json_t *kw_json_user(const kw_user *u);
+json_t *kw_json_audit_entry(const kw_audit_entry *e);
+/* {"keys": [...], "active_count": N, "key_limit": N} */
+json_t *kw_json_key_list(const kw_key_list *list);
+/* {"valid": true, "code": "VALID", "account_id", "key_id", "name", "environment"}
+ * or {"valid": false, "code": "..."} */
+json_t *kw_json_verify_result(const kw_verify_result *r);
+/* {"key": {...}, "secret": "..."}: the one document that holds a secret. */
+json_t *kw_json_key_created(const kw_key *k, const char *secret);
+/* {"root_key": {...}, "secret": "..."} */
+json_t *kw_json_root_key_created(const kw_root_key *rk, const char *secret);
+
+#endif

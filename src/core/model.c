@@ -1,0 +1,59 @@
+/*
+ * model.c - releasing lists, and the names of verification codes.
+ */
+#include "core/model.h"
+
+#include <stdlib.h>
+
+void kw_account_list_free(kw_account_list *list)
+{
+    if (!list)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void kw_key_list_free(kw_key_list *list)
+{
+    if (!list)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void kw_root_key_list_free(kw_root_key_list *list)
+{
+    if (!list)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void kw_audit_list_free(kw_audit_list *list)
+{
+    if (!list)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+const char *kw_verify_code_name(kw_verify_code code)
+{
+    switch (code) {
+    case KW_VERIFY_VALID:
+        return "VALID";
+    case KW_VERIFY_MALFORMED:
+        return "MALFORMED";
+    case KW_VERIFY_NOT_FOUND:
+        return "NOT_FOUND";
+    case KW_VERIFY_EXPIRED:
+        return "EXPIRED";
+    case KW_VERIFY_ENVIRONMENT_MISMATCH:
+        return "ENVIRONMENT_MISMATCH";
+    }
+    return "MALFORMED";
+}

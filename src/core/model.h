@@ -1,0 +1,114 @@
+/*
+ * model.h - the objects keyward manages, as plain fixed-size records.
+ *
+ * Records own no heap memory, so they can be copied and returned by value.
+ * Lists own one heap array each and are released with their _free function.
+ * No record ever holds a plaintext key or password.
+ */
+#ifndef KW_MODEL_H
+#define KW_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KW_ID_BUFSZ     32  /* "key_" + 22 base62 characters + NUL, with room */
+#define KW_NAME_MAX     100 /* characters (code points) after trimming */
+#define KW_NAME_BUFSZ   (KW_NAME_MAX * 4 + 1)
+#define KW_ENV_MAX      16
+#define KW_ENV_BUFSZ    (KW_ENV_MAX + 1)
+#define KW_MASKED_BUFSZ 48
+#define KW_EMAIL_MAX    254
+#define KW_EMAIL_BUFSZ  (KW_EMAIL_MAX + 1)
+#define KW_ACTOR_BUFSZ  64
+#define KW_HASH_BYTES   32
+
+/* Times are Unix seconds, UTC; 0 stands for "absent" (JSON null). */
+
+typedef struct {
+    char id[KW_ID_BUFSZ];
+    char name[KW_NAME_BUFSZ];
+    int64_t created_at;
+    int key_limit;
+} kw_account;
+
+typedef struct {
+    char id[KW_ID_BUFSZ];
+    char account_id[KW_ID_BUFSZ];
+    char name[KW_NAME_BUFSZ];
+    char environment[KW_ENV_BUFSZ];
+    char masked[KW_MASKED_BUFSZ];
+    int64_t created_at;
+    int64_t last_used_at;
+    int64_t expires_at;
+} kw_key;
+
+typedef struct {
+    char id[KW_ID_BUFSZ];
+    char name[KW_NAME_BUFSZ];
+    char masked[KW_MASKED_BUFSZ];
+    int64_t created_at;
+    int64_t last_used_at;
+} kw_root_key;
+
+typedef struct {
+    char id[KW_ID_BUFSZ];
+    char account_id[KW_ID_BUFSZ];
+    char email[KW_EMAIL_BUFSZ];
+    int64_t created_at;
+} kw_user;
+
+typedef struct {
+    int64_t seq;
+    int64_t at;
+    char actor[KW_ACTOR_BUFSZ];
+    char action[32];
+    char account_id[KW_ID_BUFSZ];
+    char key_id[KW_ID_BUFSZ];
+    char key_name[KW_NAME_BUFSZ];
+} kw_audit_entry;
+
+typedef struct {
+    kw_account *items;
+    size_t count;
+} kw_account_list;
+
+typedef struct {
+    kw_key *items; /* newest first */
+    size_t count;
+    int active_count; /* keys that are not expired */
+    int key_limit;
+} kw_key_list;
+
+typedef struct {
+    kw_root_key *items;
+    size_t count;
+} kw_root_key_list;
+
+typedef struct {
+    kw_audit_entry *items; /* newest first */
+    size_t count;
+} kw_audit_list;
+
+void kw_account_list_free(kw_account_list *list);
+void kw_key_list_free(kw_key_list *list);
+void kw_root_key_list_free(kw_root_key_list *list);
+void kw_audit_list_free(kw_audit_list *list);
+
+/* The outcome of verifying a key; the API's "code" values. */
+typedef enum {
+    KW_VERIFY_VALID = 0,
+    KW_VERIFY_MALFORMED,
+    KW_VERIFY_NOT_FOUND,
+    KW_VERIFY_EXPIRED,
+    KW_VERIFY_ENVIRONMENT_MISMATCH,
+} kw_verify_code;
+
+typedef struct {
+    kw_verify_code code;
+    kw_key key; /* filled only when code is KW_VERIFY_VALID */
+} kw_verify_result;
+
+/* "VALID", "MALFORMED", ... */
+const char *kw_verify_code_name(kw_verify_code code);
+
+#endif

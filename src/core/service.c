@@ -1,0 +1,387 @@
+/*
+ * service.c - the key service: lifecycle, accounts and keys.
+ */
+#include "core/service_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "core/ids.h"
+#include "core/keyfmt.h"
+#include "core/timefmt.h"
+#include "core/validate.h"
+
+void kw_config_defaults(kw_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->data_dir = "./var";
+    cfg->key_prefix = "kw";
+    cfg->max_keys_per_account = 25;
+    cfg->last_used_interval_ms = 5000;
+}
+
+int64_t kw_service_now(const kw_service *svc)
+{
+    return svc->clock ? svc->clock() : kw_time_now();
+}
+
+kw_status kw_service_store_error(kw_status st, const char *what, kw_error *err)
+{
+    if (st == KW_ERR_UNAVAILABLE)
+        return kw_error_set(err, st, "The store is unavailable (%s); nothing was changed.", what);
+    return kw_error_set(err, KW_ERR_INTERNAL, "An internal error occurred (%s).", what);
+}
+
+/* Writes pending last-used times; on failure puts them back for next time. */
+kw_status kw_service_flush_last_used(kw_service *svc)
+{
+    kw_touch *items;
+    size_t n = kw_lastused_take(svc->lastused, &items);
+    if (n == 0)
+        return KW_OK;
+    kw_status st = svc->store->ops->touch(svc->store, items, n);
+    if (st != KW_OK)
+        for (size_t i = 0; i < n; i++)
+            kw_lastused_note(svc->lastused, items[i].id, items[i].at);
+    free(items);
+    return st;
+}
+
+static void *on_flush_timer(void *arg)
+{
+    kw_service *svc = arg;
+    pthread_mutex_lock(&svc->mu);
+    while (!svc->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        long ns = until.tv_nsec + (long)(svc->interval_ms % 1000) * 1000000L;
+        until.tv_sec += svc->interval_ms / 1000 + ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        while (!svc->stopping && pthread_cond_timedwait(&svc->cv, &svc->mu, &until) != ETIMEDOUT)
+            ;
+        if (svc->stopping)
+            break;
+        pthread_mutex_unlock(&svc->mu);
+        kw_service_flush_last_used(svc);
+        pthread_mutex_lock(&svc->mu);
+    }
+    pthread_mutex_unlock(&svc->mu);
+    return NULL;
+}
+
+static kw_status check_config(const kw_config *cfg, kw_error *err)
+{
+    if (!kw_keyfmt_prefix_valid(cfg->key_prefix))
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "key prefix must be a lowercase label of 2 to 10 letters or digits, "
+                            "starting with a letter.");
+    if (cfg->max_keys_per_account < 1 || cfg->max_keys_per_account > 100000)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "max keys per account must be between 1 and 100000.");
+    if (cfg->last_used_interval_ms < 10 || cfg->last_used_interval_ms > 3600000)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "last-used interval must be between 10 ms and one hour.");
+    if (!cfg->data_dir && (!cfg->store_url || (!cfg->pepper_file && !cfg->pepper)))
+        return kw_error_set(err, KW_ERR_INVALID, "a data directory is required.");
+    return KW_OK;
+}
+
+/* Creates the data directory (mode 0700) if it is missing. */
+static kw_status ensure_data_dir(const char *dir, kw_error *err)
+{
+    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+        return KW_OK;
+    return kw_error_set(err, KW_ERR_UNAVAILABLE, "cannot create data directory %s: %s.", dir,
+                        strerror(errno));
+}
+
+static kw_status open_parts(kw_service *svc, const kw_config *cfg, kw_error *err)
+{
+    char path[PATH_MAX], url[PATH_MAX + 8];
+    bool need_dir = !cfg->store_url || (!cfg->pepper && !cfg->pepper_file);
+    kw_status st = need_dir ? ensure_data_dir(cfg->data_dir, err) : KW_OK;
+    if (st != KW_OK)
+        return st;
+
+    const char *pepper_path = cfg->pepper_file;
+    if (!pepper_path && !cfg->pepper) {
+        snprintf(path, sizeof path, "%s/pepper", cfg->data_dir);
+        pepper_path = path;
+    }
+    /* Only the default file is created: a path the operator named must exist,
+     * or nodes meant to share a pepper would each invent their own. */
+    st = kw_pepper_load(pepper_path, cfg->pepper, cfg->pepper_file == NULL, &svc->pepper, err);
+    if (st != KW_OK)
+        return st;
+
+    const char *store_url = cfg->store_url;
+    if (!store_url) {
+        snprintf(url, sizeof url, "sqlite:%s/keyward.db", cfg->data_dir);
+        store_url = url;
+    }
+    st = kw_store_open(store_url, &svc->store, err);
+    if (st != KW_OK)
+        return st;
+    return svc->store->ops->migrate(svc->store, &svc->schema_version, err);
+}
+
+kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err)
+{
+    *out = NULL;
+    kw_error_clear(err);
+    if (sodium_init() < 0)
+        return kw_error_set(err, KW_ERR_INTERNAL, "libsodium could not be initialised.");
+    kw_status st = check_config(cfg, err);
+    if (st != KW_OK)
+        return st;
+    kw_service *svc = calloc(1, sizeof *svc);
+    if (!svc)
+        return kw_error_set(err, KW_ERR_INTERNAL, "out of memory.");
+    snprintf(svc->prefix, sizeof svc->prefix, "%s", cfg->key_prefix);
+    svc->max_keys = cfg->max_keys_per_account;
+    svc->interval_ms = cfg->last_used_interval_ms;
+    svc->clock = cfg->clock;
+    pthread_mutex_init(&svc->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&svc->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    svc->lastused = kw_lastused_new();
+    st = svc->lastused ? open_parts(svc, cfg, err)
+                       : kw_error_set(err, KW_ERR_INTERNAL, "out of memory.");
+    if (st == KW_OK) {
+        if (pthread_create(&svc->flusher, NULL, on_flush_timer, svc) == 0)
+            svc->flusher_running = true;
+        else
+            st = kw_error_set(err, KW_ERR_INTERNAL, "cannot start the last-used writer.");
+    }
+    if (st != KW_OK) {
+        kw_service_close(svc);
+        return st;
+    }
+    *out = svc;
+    return KW_OK;
+}
+
+void kw_service_close(kw_service *svc)
+{
+    if (!svc)
+        return;
+    if (svc->flusher_running) {
+        pthread_mutex_lock(&svc->mu);
+        svc->stopping = true;
+        pthread_cond_signal(&svc->cv);
+        pthread_mutex_unlock(&svc->mu);
+        pthread_join(svc->flusher, NULL);
+    }
+    if (svc->store && svc->lastused)
+        kw_service_flush_last_used(svc);
+    if (svc->store)
+        svc->store->ops->close(svc->store);
+    kw_lastused_free(svc->lastused);
+    kw_pepper_free(svc->pepper);
+    pthread_cond_destroy(&svc->cv);
+    pthread_mutex_destroy(&svc->mu);
+    free(svc);
+}
+
+int kw_service_schema_version(const kw_service *svc)
+{
+    return svc->schema_version;
+}
+
+kw_status kw_service_ping(kw_service *svc)
+{
+    return svc->store->ops->ping(svc->store);
+}
+
+/* ---- accounts ---- */
+
+kw_status kw_service_account_create(kw_service *svc, const char *actor, const char *name,
+                                    kw_account *out, kw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kw_status st = kw_validate_name(name, "name", out->name, err);
+    if (st != KW_OK)
+        return st;
+    kw_id_new("acc", out->id);
+    out->created_at = kw_service_now(svc);
+    out->key_limit = svc->max_keys;
+    kw_audit au = {out->created_at, actor, "account.create"};
+    st = svc->store->ops->account_insert(svc->store, out, &au);
+    return st == KW_OK ? KW_OK : kw_service_store_error(st, "creating the account", err);
+}
+
+kw_status kw_service_account_get(kw_service *svc, const char *account_id, kw_account *out,
+                                 kw_error *err)
+{
+    kw_status st = kw_validate_id(account_id, "acc", "account id", err);
+    if (st != KW_OK)
+        return st;
+    st = svc->store->ops->account_get(svc->store, account_id, out);
+    if (st == KW_ERR_NOT_FOUND)
+        return kw_error_set(err, st, "Account not found.");
+    if (st != KW_OK)
+        return kw_service_store_error(st, "reading the account", err);
+    out->key_limit = svc->max_keys;
+    return KW_OK;
+}
+
+kw_status kw_service_account_list(kw_service *svc, kw_account_list *out, kw_error *err)
+{
+    kw_status st = svc->store->ops->account_list(svc->store, out);
+    if (st != KW_OK)
+        return kw_service_store_error(st, "listing accounts", err);
+    for (size_t i = 0; i < out->count; i++)
+        out->items[i].key_limit = svc->max_keys;
+    return KW_OK;
+}
+
+/* ---- keys ---- */
+
+kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *account_id,
+                                const char *name, const char *environment, int64_t expires_at,
+                                kw_key *out, char secret[KW_KEY_BUFSZ], kw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    secret[0] = '\0';
+    if (!environment)
+        environment = "production";
+    kw_status st = kw_validate_id(account_id, "acc", "account id", err);
+    if (st == KW_OK)
+        st = kw_validate_name(name, "name", out->name, err);
+    if (st == KW_OK)
+        st = kw_validate_environment(environment, err);
+    if (st != KW_OK)
+        return st;
+    int64_t now = kw_service_now(svc);
+    if (expires_at != 0 && expires_at <= now)
+        return kw_error_set(err, KW_ERR_INVALID, "expires_at must be in the future.");
+
+    snprintf(out->account_id, sizeof out->account_id, "%s", account_id);
+    snprintf(out->environment, sizeof out->environment, "%s", environment);
+    out->created_at = now;
+    out->expires_at = expires_at;
+    kw_audit au = {now, actor, "key.create"};
+    /* A hash collision is astronomically unlikely; one retry with a fresh
+     * secret turns even that into a success. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint8_t hash[KW_HASH_BYTES];
+        kw_keyfmt_generate(svc->prefix, environment, secret);
+        size_t len = strlen(secret);
+        kw_keyfmt_mask(secret, len, out->masked);
+        kw_pepper_hash(svc->pepper, 0, secret, len, hash);
+        kw_id_new("key", out->id);
+        st = svc->store->ops->key_insert(svc->store, out, hash, kw_pepper_version(svc->pepper, 0),
+                                         svc->max_keys, now, &au);
+        if (st != KW_ERR_CONFLICT)
+            break;
+    }
+    if (st == KW_OK)
+        return KW_OK;
+    sodium_memzero(secret, KW_KEY_BUFSZ);
+    switch (st) {
+    case KW_ERR_LIMIT:
+        return kw_error_set(err, st,
+                            "This account already has %d active keys, the maximum; delete a key "
+                            "before creating another.",
+                            svc->max_keys);
+    case KW_ERR_NOT_FOUND:
+        return kw_error_set(err, st, "Account not found.");
+    default:
+        return kw_service_store_error(st, "creating the key", err);
+    }
+}
+
+kw_status kw_service_key_list(kw_service *svc, const char *account_id, kw_key_list *out,
+                              kw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kw_account acc;
+    kw_status st = kw_service_account_get(svc, account_id, &acc, err);
+    if (st != KW_OK)
+        return st;
+    st = svc->store->ops->key_list(svc->store, account_id, kw_service_now(svc), out);
+    if (st != KW_OK)
+        return kw_service_store_error(st, "listing keys", err);
+    out->key_limit = svc->max_keys;
+    return KW_OK;
+}
+
+kw_status kw_service_key_get(kw_service *svc, const char *account_id, const char *key_id,
+                             kw_key *out, kw_error *err)
+{
+    kw_status st = kw_validate_id(account_id, "acc", "account id", err);
+    if (st == KW_OK)
+        st = kw_validate_id(key_id, "key", "key id", err);
+    if (st != KW_OK)
+        return st;
+    st = svc->store->ops->key_get(svc->store, account_id, key_id, out);
+    if (st == KW_ERR_NOT_FOUND)
+        return kw_error_set(err, st, "Key not found.");
+    return st == KW_OK ? KW_OK : kw_service_store_error(st, "reading the key", err);
+}
+
+kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *account_id,
+                                const char *key_id, kw_error *err)
+{
+    kw_status st = kw_validate_id(account_id, "acc", "account id", err);
+    if (st == KW_OK)
+        st = kw_validate_id(key_id, "key", "key id", err);
+    if (st != KW_OK)
+        return st;
+    kw_audit au = {kw_service_now(svc), actor, "key.delete"};
+    st = svc->store->ops->key_delete(svc->store, account_id, key_id, &au);
+    if (st == KW_ERR_NOT_FOUND)
+        return kw_error_set(err, st, "Key not found.");
+    return st == KW_OK ? KW_OK : kw_service_store_error(st, "deleting the key", err);
+}
+
+kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
+                                const char *required_env, kw_verify_result *out, kw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->code = KW_VERIFY_MALFORMED;
+    if (!kw_keyfmt_parse(key, len, svc->prefix, NULL))
+        return KW_OK;
+    out->code = KW_VERIFY_NOT_FOUND;
+    /* The current pepper first; older versions only for keys made before a
+     * rotation, so the common case costs one HMAC and one lookup. */
+    kw_status st = KW_ERR_NOT_FOUND;
+    for (size_t i = 0; i < kw_pepper_count(svc->pepper) && st == KW_ERR_NOT_FOUND; i++) {
+        uint8_t hash[KW_HASH_BYTES];
+        kw_pepper_hash(svc->pepper, i, key, len, hash);
+        st = svc->store->ops->key_find(svc->store, hash, kw_pepper_version(svc->pepper, i),
+                                       &out->key);
+    }
+    if (st == KW_ERR_NOT_FOUND) {
+        memset(&out->key, 0, sizeof out->key);
+        return KW_OK;
+    }
+    if (st != KW_OK) {
+        memset(&out->key, 0, sizeof out->key);
+        return kw_service_store_error(st, "verifying the key", err);
+    }
+    int64_t now = kw_service_now(svc);
+    if (required_env && strcmp(required_env, out->key.environment) != 0)
+        out->code = KW_VERIFY_ENVIRONMENT_MISMATCH;
+    else if (out->key.expires_at != 0 && out->key.expires_at <= now)
+        out->code = KW_VERIFY_EXPIRED;
+    else
+        out->code = KW_VERIFY_VALID;
+    if (out->code != KW_VERIFY_VALID) {
+        memset(&out->key, 0, sizeof out->key);
+        return KW_OK;
+    }
+    kw_lastused_note(svc->lastused, out->key.id, now);
+    return KW_OK;
+}

@@ -1,0 +1,120 @@
+/*
+ * service.h - the key service: every operation keyward offers, independent
+ * of how it is reached (CLI, HTTP) and of which store holds the data.
+ *
+ * A kw_service is safe to use from several threads at once. Functions that
+ * take a kw_error fill it on failure with a sentence fit to show the caller
+ * (it names the offending field and never contains a secret).
+ *
+ * `actor` names who acts, for the audit log: "cli", "root_key:rk_…",
+ * "user:usr_…".
+ */
+#ifndef KW_SERVICE_H
+#define KW_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/keyfmt.h"
+#include "core/model.h"
+#include "core/status.h"
+
+typedef struct kw_service kw_service;
+
+typedef struct {
+    const char *data_dir;     /* holds keyward.db and the pepper file; "./var" */
+    const char *store_url;    /* NULL: "sqlite:<data_dir>/keyward.db" */
+    const char *pepper_file;  /* NULL: "<data_dir>/pepper", created on first start */
+    const char *pepper;       /* pepper keyring text given by the operator, or NULL */
+    const char *key_prefix;   /* "kw" */
+    int max_keys_per_account; /* 25 */
+    int last_used_interval_ms; /* how often pending last-used times are written; 5000 */
+    int64_t (*clock)(void);   /* Unix seconds; NULL: the system clock (tests set it) */
+} kw_config;
+
+/* Fills *cfg with the defaults above. */
+void kw_config_defaults(kw_config *cfg);
+
+/*
+ * Opens the store, applies migrations and loads (or creates) the pepper.
+ * Refuses to start when the pepper file is readable by group or others.
+ * On success *out is owned by the caller (kw_service_close).
+ */
+kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err);
+
+/* Writes pending last-used times, closes the store and wipes the pepper. */
+void kw_service_close(kw_service *svc);
+
+/* The schema version the store is at. */
+int kw_service_schema_version(const kw_service *svc);
+
+/* KW_OK when the store answers. */
+kw_status kw_service_ping(kw_service *svc);
+
+kw_status kw_service_account_create(kw_service *svc, const char *actor, const char *name,
+                                    kw_account *out, kw_error *err);
+kw_status kw_service_account_get(kw_service *svc, const char *account_id, kw_account *out,
+                                 kw_error *err);
+kw_status kw_service_account_list(kw_service *svc, kw_account_list *out, kw_error *err);
+
+/*
+ * Creates a key named `name` in `environment` (NULL: "production"), expiring
+ * at expires_at (0: never). On success *out describes it and `secret`
+ * receives the plaintext key, the only copy that will ever exist: the
+ * caller shows it once and wipes it with sodium_memzero. At the account's
+ * limit returns KW_ERR_LIMIT and creates nothing.
+ */
+kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *account_id,
+                                const char *name, const char *environment, int64_t expires_at,
+                                kw_key *out, char secret[KW_KEY_BUFSZ], kw_error *err);
+kw_status kw_service_key_list(kw_service *svc, const char *account_id, kw_key_list *out,
+                              kw_error *err);
+kw_status kw_service_key_get(kw_service *svc, const char *account_id, const char *key_id,
+                             kw_key *out, kw_error *err);
+/* Deletes permanently: once this returns KW_OK the key never verifies again. */
+kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *account_id,
+                                const char *key_id, kw_error *err);
+
+/*
+ * Verifies the `len` bytes at `key` (not NUL-terminated necessarily). When
+ * required_env is not NULL a key of another environment is refused. Returns
+ * KW_OK with the outcome in *out, or an error status when the store failed
+ * (then *out is NOT_FOUND). A malformed key is refused before any hashing
+ * or store access. A valid verification is remembered as the key's
+ * last-used time, written in batches (see kw_config.last_used_interval_ms).
+ */
+kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
+                                const char *required_env, kw_verify_result *out, kw_error *err);
+
+/* Root keys: like keys, but they authorise the management API. */
+kw_status kw_service_root_key_create(kw_service *svc, const char *actor, const char *name,
+                                     kw_root_key *out, char secret[KW_KEY_BUFSZ], kw_error *err);
+kw_status kw_service_root_key_list(kw_service *svc, kw_root_key_list *out, kw_error *err);
+kw_status kw_service_root_key_delete(kw_service *svc, const char *actor, const char *id,
+                                     kw_error *err);
+/* KW_OK and *out when the bytes are a stored root key, else KW_ERR_UNAUTHORIZED. */
+kw_status kw_service_root_key_authenticate(kw_service *svc, const char *key, size_t len,
+                                           kw_root_key *out, kw_error *err);
+
+/*
+ * Adds a console user. The password (len bytes, 12 to 1024) is hashed with
+ * argon2id; the caller wipes its copy.
+ */
+kw_status kw_service_user_add(kw_service *svc, const char *actor, const char *account_id,
+                              const char *email, const char *password, size_t len, kw_user *out,
+                              kw_error *err);
+/* KW_OK and *out when email and password match, else KW_ERR_UNAUTHORIZED. */
+kw_status kw_service_user_login(kw_service *svc, const char *email, const char *password,
+                                size_t len, kw_user *out, kw_error *err);
+
+kw_status kw_service_audit_list(kw_service *svc, const char *account_id, size_t limit,
+                                kw_audit_list *out, kw_error *err);
+
+/* Writes the pending last-used times now (the service also does it on its own). */
+kw_status kw_service_flush_last_used(kw_service *svc);
+
+/* The current time as the service sees it (its clock). */
+int64_t kw_service_now(const kw_service *svc);
+
+#endif

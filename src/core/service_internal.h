@@ -1,0 +1,37 @@
+/*
+ * service_internal.h - the key service's state, shared by service.c
+ * (lifecycle, accounts, keys) and service_access.c (root keys, users,
+ * audit). Not for use outside src/core.
+ */
+#ifndef KW_SERVICE_INTERNAL_H
+#define KW_SERVICE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "core/lastused.h"
+#include "core/pepper.h"
+#include "core/service.h"
+#include "store/store.h"
+
+struct kw_service {
+    kw_store *store;
+    kw_pepper *pepper;
+    char prefix[KW_PREFIX_MAX + 1];
+    int max_keys;
+    int interval_ms;
+    int schema_version;
+    int64_t (*clock)(void);
+
+    kw_lastused *lastused;
+    pthread_t flusher;
+    bool flusher_running;
+    bool stopping;
+    pthread_mutex_t mu; /* guards stopping, with cv */
+    pthread_cond_t cv;
+};
+
+/* Maps a store failure to a caller-safe sentence (no internals). */
+kw_status kw_service_store_error(kw_status st, const char *what, kw_error *err);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * validate.h - checks on the text users give: names, environments, emails.
+ *
+ * Each check returns KW_OK or KW_ERR_INVALID with a sentence naming the
+ * field in *err. Nothing here allocates.
+ */
+#ifndef KW_VALIDATE_H
+#define KW_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/model.h"
+#include "core/status.h"
+
+/* true when the n bytes at s are well-formed UTF-8 (no overlongs, no surrogates). */
+bool kw_utf8_valid(const char *s, size_t n);
+
+/*
+ * Checks a display name (of a key, account or root key) and writes it,
+ * trimmed of surrounding white space, to out. It must be valid UTF-8 of 1 to
+ * 100 characters after trimming, with no control characters and no
+ * bidirectional-override characters. `field` names it in the message.
+ */
+kw_status kw_validate_name(const char *in, const char *field, char out[KW_NAME_BUFSZ],
+                           kw_error *err);
+
+/* Checks an environment label: [a-z][a-z0-9]{0,15}, and not the reserved "root". */
+kw_status kw_validate_environment(const char *env, kw_error *err);
+
+/* Checks an email address (a plain local@domain) and writes it lower-cased to out. */
+kw_status kw_validate_email(const char *in, char out[KW_EMAIL_BUFSZ], kw_error *err);
+
+/* Checks an id of the given kind ("acc", "key", "usr", "rk") as a path parameter. */
+kw_status kw_validate_id(const char *id, const char *kind, const char *field, kw_error *err);
+
+#endif

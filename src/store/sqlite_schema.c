@@ -1,0 +1,178 @@
+/*
+ * sqlite_schema.c - versioned schema migrations of the SQLite backend.
+ *
+ * Migration N is steps[N - 1]; a step, once released, is never edited:
+ * later changes are new steps. schema_migrations records each applied step
+ * with its time, so the version of a database is its highest row.
+ */
+#include "store/sqlite_schema.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+static const char *const steps[] = {
+    /* 1: the initial schema. No column ever holds a plaintext key or password. */
+    "CREATE TABLE accounts ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE api_keys ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  account_id TEXT NOT NULL REFERENCES accounts(id),"
+    "  name TEXT NOT NULL,"
+    "  environment TEXT NOT NULL,"
+    "  masked TEXT NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  pepper_version INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  last_used_at INTEGER,"
+    "  expires_at INTEGER);"
+    "CREATE UNIQUE INDEX api_keys_hash ON api_keys(hash);"
+    "CREATE INDEX api_keys_account ON api_keys(account_id, seq);"
+    "CREATE TABLE root_keys ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  masked TEXT NOT NULL,"
+    "  hash BLOB NOT NULL UNIQUE,"
+    "  pepper_version INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  last_used_at INTEGER);"
+    "CREATE TABLE users ("
+    "  id TEXT PRIMARY KEY,"
+    "  account_id TEXT NOT NULL REFERENCES accounts(id),"
+    "  email TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+    "  password_hash TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE audit_log ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  account_id TEXT,"
+    "  key_id TEXT,"
+    "  key_name TEXT);"
+    "CREATE INDEX audit_log_account ON audit_log(account_id, seq);"
+    /* Append-only: the log is evidence, so not even the service may rewrite it. */
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log"
+    "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;"
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+    "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+};
+
+#define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))
+
+kw_status kw_sqlite_status(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return KW_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+        return KW_ERR_UNAVAILABLE;
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return KW_ERR_CONFLICT;
+        return KW_ERR_INTERNAL;
+    default:
+        return KW_ERR_INTERNAL;
+    }
+}
+
+int kw_sqlite_schema_latest(void)
+{
+    return STEP_COUNT;
+}
+
+/* Reads the highest applied version into *version (0 for a new database). */
+static int read_version(sqlite3 *db, int *version)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            int64_t v = sqlite3_column_int64(st, 0);
+            *version = v > INT32_MAX ? INT32_MAX : (int)v;
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Records migration `version` as applied now. */
+static int record_version(sqlite3 *db, int version)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, version);
+        sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * Applies step `version` unless another process did so since we looked;
+ * the version is re-read under the write lock, which makes the check and
+ * the change one atomic unit. Rolls back on any failure.
+ */
+static int apply_step(sqlite3 *db, int version)
+{
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    int current = 0;
+    rc = read_version(db, &current);
+    if (rc == SQLITE_OK && current < version) {
+        rc = sqlite3_exec(db, steps[version - 1], NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = record_version(db, version);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+kw_status kw_sqlite_migrate(sqlite3 *db, int *version, kw_error *err)
+{
+    int rc = sqlite3_exec(db,
+                          "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                          "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                          NULL, NULL, NULL);
+    int current = 0;
+    if (rc == SQLITE_OK)
+        rc = read_version(db, &current);
+    if (rc != SQLITE_OK)
+        return kw_error_set(err, kw_sqlite_status(rc), "Could not read the schema version.");
+    if (current > STEP_COUNT)
+        return kw_error_set(err, KW_ERR_INTERNAL,
+                            "The database schema (version %d) is newer than this build of "
+                            "keyward (version %d).",
+                            current, STEP_COUNT);
+    for (int v = current + 1; v <= STEP_COUNT; v++) {
+        rc = apply_step(db, v);
+        if (rc != SQLITE_OK)
+            return kw_error_set(err, kw_sqlite_status(rc), "Schema migration %d failed.", v);
+    }
+    rc = read_version(db, version);
+    if (rc != SQLITE_OK)
+        return kw_error_set(err, kw_sqlite_status(rc), "Could not read the schema version.");
+    return KW_OK;
+}

@@ -1,0 +1,32 @@
+/*
+ * sqlite_schema.h - the SQLite backend's schema migrations and error mapping,
+ * internal to src/store.
+ */
+#ifndef KW_SQLITE_SCHEMA_H
+#define KW_SQLITE_SCHEMA_H
+
+#include <sqlite3.h>
+
+#include "core/status.h"
+
+/*
+ * Maps an SQLite result code (primary or extended) to the store's status:
+ * busy, locked, I/O and open failures are KW_ERR_UNAVAILABLE, a unique or
+ * primary key violation is KW_ERR_CONFLICT, anything else KW_ERR_INTERNAL.
+ * SQLITE_OK, SQLITE_ROW and SQLITE_DONE are KW_OK.
+ */
+kw_status kw_sqlite_status(int rc);
+
+/* The schema version this build knows; a database beyond it is refused. */
+int kw_sqlite_schema_latest(void);
+
+/*
+ * Applies every migration step the database behind db lacks, each in its
+ * own BEGIN IMMEDIATE transaction, so that several processes may migrate
+ * the same file at once: the loser of the race finds the step recorded and
+ * skips it. On KW_OK *version holds the resulting schema version. On
+ * failure the failing step is rolled back and err holds a plain sentence.
+ */
+kw_status kw_sqlite_migrate(sqlite3 *db, int *version, kw_error *err);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * store.c - picks the backend named by a store URL.
+ */
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+/*
+ * Length of the scheme of url ("sqlite" in "sqlite:..."), 0 when it does not
+ * start with one (RFC 3986: a letter, then letters, digits, "+", "-", ".").
+ */
+static size_t scheme_length(const char *url)
+{
+    size_t n = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+    bool letter = (url[0] >= 'a' && url[0] <= 'z') || (url[0] >= 'A' && url[0] <= 'Z');
+    return letter && url[n] == ':' ? n : 0;
+}
+
+/*
+ * Error messages name at most the scheme: the rest of a URL may carry a
+ * user name and password.
+ */
+kw_status kw_store_open(const char *url, kw_store **out, kw_error *err)
+{
+    *out = NULL;
+    if (!url || !*url)
+        return kw_error_set(err, KW_ERR_INVALID, "The store URL is empty.");
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        if (!url[7])
+            return kw_error_set(err, KW_ERR_INVALID,
+                                "The store URL \"sqlite:\" needs a path, as in sqlite:PATH.");
+        return kw_store_sqlite_open(url + 7, out, err);
+    }
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "PostgreSQL stores are not supported by this build.");
+    size_t n = scheme_length(url);
+    if (n == 0 || n > 32)
+        return kw_error_set(err, KW_ERR_INVALID, "The store URL has no scheme; use sqlite:PATH.");
+    return kw_error_set(err, KW_ERR_INVALID,
+                        "The store URL scheme \"%.*s\" is not supported; use sqlite:PATH.", (int)n,
+                        url);
+}

@@ -1,0 +1,103 @@
+/*
+ * store.h - the one storage interface; one file per backend behind it.
+ *
+ * The store knows records, hashes and transactions, never a plaintext key
+ * or password: the key service hashes before it calls in. Every mutation
+ * writes its audit entry in the same transaction, so an acknowledged change
+ * always has its entry and a refused one never does.
+ *
+ * All functions return KW_OK or an error status. Reads of a missing object
+ * return KW_ERR_NOT_FOUND. KW_ERR_UNAVAILABLE means the store could not be
+ * reached or stayed locked past its busy timeout; the request changed
+ * nothing. A store handle may be used from several threads at once.
+ */
+#ifndef KW_STORE_H
+#define KW_STORE_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "core/model.h"
+#include "core/status.h"
+
+typedef struct kw_store kw_store;
+
+/* What an audit entry records about the change being made; never a secret. */
+typedef struct {
+    int64_t at;
+    const char *actor;  /* "cli", "root_key:rk_…", "user:usr_…" */
+    const char *action; /* "key.create", "key.delete", ... */
+} kw_audit;
+
+/* One pending last-used time: the newest verification of an id. */
+typedef struct {
+    char id[KW_ID_BUFSZ]; /* "key_…" or "rk_…" */
+    int64_t at;
+} kw_touch;
+
+typedef struct kw_store_ops {
+    void (*close)(kw_store *s);
+    /* Applies pending schema migrations; returns the resulting version. */
+    kw_status (*migrate)(kw_store *s, int *version, kw_error *err);
+    /* KW_OK when the store answers a trivial query. */
+    kw_status (*ping)(kw_store *s);
+
+    kw_status (*account_insert)(kw_store *s, const kw_account *a, const kw_audit *au);
+    kw_status (*account_get)(kw_store *s, const char *id, kw_account *out);
+    kw_status (*account_list)(kw_store *s, kw_account_list *out);
+
+    /*
+     * Inserts k with its hash if the account exists (else KW_ERR_NOT_FOUND)
+     * and holds fewer than `limit` keys that are unexpired at `now` (else
+     * KW_ERR_LIMIT), atomically: concurrent inserts from any number of
+     * threads or processes never exceed the limit. A hash that is already
+     * stored gives KW_ERR_CONFLICT.
+     */
+    kw_status (*key_insert)(kw_store *s, const kw_key *k, const uint8_t hash[KW_HASH_BYTES],
+                            uint32_t pepper_version, int limit, int64_t now, const kw_audit *au);
+    /* Keys of an account, newest first; active_count counts those unexpired at now. */
+    kw_status (*key_list)(kw_store *s, const char *account_id, int64_t now, kw_key_list *out);
+    kw_status (*key_get)(kw_store *s, const char *account_id, const char *key_id, kw_key *out);
+    /* Deletes the row (and so its hash) and records the key's id and name in the audit log. */
+    kw_status (*key_delete)(kw_store *s, const char *account_id, const char *key_id,
+                            const kw_audit *au);
+    /* Looks a key up by its hash (an indexed point lookup). */
+    kw_status (*key_find)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
+                          kw_key *out);
+    /* Raises last_used_at of each listed key or root key to `at`; ids not found are skipped. */
+    kw_status (*touch)(kw_store *s, const kw_touch *items, size_t count);
+
+    kw_status (*root_key_insert)(kw_store *s, const kw_root_key *rk,
+                                 const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
+                                 const kw_audit *au);
+    kw_status (*root_key_list)(kw_store *s, kw_root_key_list *out);
+    kw_status (*root_key_delete)(kw_store *s, const char *id, const kw_audit *au);
+    kw_status (*root_key_find)(kw_store *s, const uint8_t hash[KW_HASH_BYTES],
+                               uint32_t pepper_version, kw_root_key *out);
+
+    /* KW_ERR_CONFLICT when the email (compared case-insensitively) exists. */
+    kw_status (*user_insert)(kw_store *s, const kw_user *u, const char *password_hash,
+                             const kw_audit *au);
+    /* password_hash receives the stored argon2id string (buffer of hash_size bytes). */
+    kw_status (*user_find_by_email)(kw_store *s, const char *email, kw_user *out,
+                                    char *password_hash, size_t hash_size);
+
+    /* Audit entries, newest first, of one account (or all when account_id is NULL). */
+    kw_status (*audit_list)(kw_store *s, const char *account_id, size_t limit, kw_audit_list *out);
+} kw_store_ops;
+
+struct kw_store {
+    const kw_store_ops *ops;
+};
+
+/*
+ * Opens the store named by url: "sqlite:PATH" (PATH created with mode 0600
+ * when missing). On success *out is owned by the caller, who releases it
+ * with out->ops->close(out). On failure *out is NULL and err says why.
+ */
+kw_status kw_store_open(const char *url, kw_store **out, kw_error *err);
+
+/* The SQLite backend (store/sqlite.c). */
+kw_status kw_store_sqlite_open(const char *path, kw_store **out, kw_error *err);
+
+#endif

@@ -1,0 +1,68 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "core/json.h"
+
+static void test_key_object_has_the_api_fields_and_no_secret(void **state)
+{
+    (void)state;
+    kw_key k = {.id = "key_1", .account_id = "acc_1", .name = "Production CRM",
+                .environment = "production", .masked = "kw_production_AbCd\xe2\x80\xa6WxYz",
+                .created_at = 1795741323};
+    json_t *j = kw_json_key(&k);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "key_1");
+    assert_string_equal(json_string_value(json_object_get(j, "created_at")),
+                        "2026-11-27T01:02:03Z");
+    assert_true(json_is_null(json_object_get(j, "last_used_at")));
+    assert_true(json_is_null(json_object_get(j, "expires_at")));
+    assert_null(json_object_get(j, "secret"));
+    assert_null(json_object_get(j, "hash"));
+    assert_int_equal(json_object_size(j), 8);
+    json_decref(j);
+}
+
+static void test_invalid_verification_carries_no_ids(void **state)
+{
+    (void)state;
+    kw_verify_result r = {.code = KW_VERIFY_NOT_FOUND};
+    json_t *j = kw_json_verify_result(&r);
+    assert_int_equal(json_object_size(j), 2);
+    assert_true(json_is_false(json_object_get(j, "valid")));
+    assert_string_equal(json_string_value(json_object_get(j, "code")), "NOT_FOUND");
+    json_decref(j);
+
+    r.code = KW_VERIFY_VALID;
+    strcpy(r.key.id, "key_1");
+    strcpy(r.key.account_id, "acc_1");
+    strcpy(r.key.environment, "staging");
+    j = kw_json_verify_result(&r);
+    assert_true(json_is_true(json_object_get(j, "valid")));
+    assert_string_equal(json_string_value(json_object_get(j, "environment")), "staging");
+    json_decref(j);
+}
+
+static void test_wiping_allocator_round_trips(void **state)
+{
+    (void)state;
+    kw_json_init();
+    json_t *j = kw_json_key_created(&(kw_key){.id = "key_1"}, "kw_production_secret");
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_non_null(strstr(s, "\"secret\":\"kw_production_secret\""));
+    kw_json_free(s);
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_object_has_the_api_fields_and_no_secret),
+        cmocka_unit_test(test_invalid_verification_carries_no_ids),
+        cmocka_unit_test(test_wiping_allocator_round_trips),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,434 @@
+/*
+ * The key lifecycle through the service: create, list, show, delete,
+ * verify, the limit, bad input, and what reaches the database files.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "core/service.h"
+#include "testutil.h"
+
+static int64_t fake_now = 1795741323;
+
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+typedef struct {
+    char *dir;
+    kw_service *svc;
+    kw_account acc;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_tempdir();
+    kw_config cfg;
+    tu_config(&cfg, f->dir);
+    cfg.clock = fake_clock;
+    fake_now = 1795741323;
+    kw_error err;
+    if (kw_service_open(&cfg, &f->svc, &err) != KW_OK ||
+        kw_service_account_create(f->svc, "test", "Acme", &f->acc, &err) != KW_OK) {
+        fprintf(stderr, "setup: %s\n", err.message);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    kw_service_close(f->svc);
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static kw_verify_code verify(kw_service *svc, const char *key, const char *env)
+{
+    kw_verify_result r;
+    kw_error err;
+    assert_int_equal(kw_service_key_verify(svc, key, strlen(key), env, &r, &err), KW_OK);
+    return r.code;
+}
+
+static void test_create_then_verify(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "Production CRM", NULL, 0,
+                                           &k, secret, &err),
+                     KW_OK);
+    assert_memory_equal(secret, "kw_production_", 14);
+    assert_string_equal(k.environment, "production");
+    assert_string_equal(k.name, "Production CRM");
+    assert_string_equal(k.account_id, f->acc.id);
+    assert_int_equal(k.created_at, fake_now);
+    assert_int_equal(k.last_used_at, 0);
+
+    kw_verify_result r;
+    assert_int_equal(kw_service_key_verify(f->svc, secret, strlen(secret), NULL, &r, &err), KW_OK);
+    assert_int_equal(r.code, KW_VERIFY_VALID);
+    assert_string_equal(r.key.id, k.id);
+    assert_string_equal(r.key.account_id, f->acc.id);
+    assert_string_equal(r.key.name, "Production CRM");
+    assert_int_equal(verify(f->svc, secret, "production"), KW_VERIFY_VALID);
+    assert_int_equal(verify(f->svc, secret, "staging"), KW_VERIFY_ENVIRONMENT_MISMATCH);
+
+    kw_key shown;
+    assert_int_equal(kw_service_key_get(f->svc, f->acc.id, k.id, &shown, &err), KW_OK);
+    assert_string_equal(shown.masked, k.masked);
+    assert_null(strstr(shown.masked, secret + 14));
+}
+
+static void test_list_is_newest_first_with_counts(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    const char *names[] = {"first", "second", "third"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, names[i], "staging", 0,
+                                               &k, secret, &err),
+                         KW_OK);
+    kw_key_list list;
+    assert_int_equal(kw_service_key_list(f->svc, f->acc.id, &list, &err), KW_OK);
+    assert_int_equal(list.count, 3);
+    assert_int_equal(list.active_count, 3);
+    assert_int_equal(list.key_limit, 25);
+    assert_string_equal(list.items[0].name, "third");
+    assert_string_equal(list.items[2].name, "first");
+    kw_key_list_free(&list);
+}
+
+static void test_delete_is_immediate_and_final(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "old", NULL, 0, &k, secret, &err), KW_OK);
+    assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
+    assert_int_equal(kw_service_key_delete(f->svc, "test", f->acc.id, k.id, &err), KW_OK);
+    assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_NOT_FOUND);
+    assert_int_equal(kw_service_key_delete(f->svc, "test", f->acc.id, k.id, &err),
+                     KW_ERR_NOT_FOUND);
+    assert_int_equal(kw_service_key_get(f->svc, f->acc.id, k.id, &k, &err), KW_ERR_NOT_FOUND);
+
+    /* The audit log keeps the deletion, with id and name. */
+    kw_audit_list log;
+    assert_int_equal(kw_service_audit_list(f->svc, f->acc.id, 10, &log, &err), KW_OK);
+    assert_true(log.count >= 2);
+    assert_string_equal(log.items[0].action, "key.delete");
+    assert_string_equal(log.items[0].key_name, "old");
+    assert_string_equal(log.items[0].actor, "test");
+    kw_audit_list_free(&log);
+}
+
+static void test_limit_refuses_the_26th_and_creates_nothing(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    for (int i = 0; i < 25; i++)
+        assert_int_equal(
+            kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, secret, &err),
+            KW_OK);
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "k26", NULL, 0, &k, secret, &err),
+        KW_ERR_LIMIT);
+    assert_non_null(strstr(err.message, "25"));
+    assert_string_equal(secret, "");
+    kw_key_list list;
+    kw_service_key_list(f->svc, f->acc.id, &list, &err);
+    assert_int_equal(list.count, 25);
+    assert_int_equal(list.active_count, 25);
+    kw_key_list_free(&list);
+
+    /* Deleting one frees a slot: zero-downtime rotation. */
+    kw_service_key_list(f->svc, f->acc.id, &list, &err);
+    assert_int_equal(kw_service_key_delete(f->svc, "test", f->acc.id, list.items[3].id, &err),
+                     KW_OK);
+    kw_key_list_free(&list);
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "new", NULL, 0, &k, secret, &err), KW_OK);
+}
+
+static void test_expired_keys_fail_and_free_their_slot(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "temp", NULL, fake_now, &k,
+                                           secret, &err),
+                     KW_ERR_INVALID); /* not in the future */
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "temp", NULL,
+                                           fake_now + 60, &k, secret, &err),
+                     KW_OK);
+    assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
+    fake_now += 60;
+    assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_EXPIRED);
+    kw_key_list list;
+    kw_service_key_list(f->svc, f->acc.id, &list, &err);
+    assert_int_equal(list.count, 1);
+    assert_int_equal(list.active_count, 0);
+    kw_key_list_free(&list);
+}
+
+static void test_bad_input_is_refused_and_creates_nothing(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    char long_name[102];
+    memset(long_name, 'n', 101);
+    long_name[101] = '\0';
+    const char *bad_names[] = {"", "  ", long_name, "a\x01z", "a\x1b[31mred", "bad\xc3(",
+                               "\xed\xa0\x80", NULL};
+    for (const char **n = bad_names; *n; n++) {
+        assert_int_equal(
+            kw_service_key_create(f->svc, "test", f->acc.id, *n, NULL, 0, &k, secret, &err),
+            KW_ERR_INVALID);
+        assert_non_null(strstr(err.message, "name"));
+    }
+    const char *bad_envs[] = {"", "Production", "prod-1", "1prod", "abcdefghijklmnopq", "root",
+                              NULL};
+    for (const char **e = bad_envs; *e; e++) {
+        assert_int_equal(
+            kw_service_key_create(f->svc, "test", f->acc.id, "ok", *e, 0, &k, secret, &err),
+            KW_ERR_INVALID);
+        assert_non_null(strstr(err.message, "environment"));
+    }
+    assert_int_equal(kw_service_key_create(f->svc, "test", "acc_nope", "ok", NULL, 0, &k, secret,
+                                           &err),
+                     KW_ERR_INVALID);
+    assert_int_equal(kw_service_key_create(f->svc, "test", "acc_0000000000000000000000", "ok",
+                                           NULL, 0, &k, secret, &err),
+                     KW_ERR_NOT_FOUND);
+    kw_key_list list;
+    kw_service_key_list(f->svc, f->acc.id, &list, &err);
+    assert_int_equal(list.count, 0);
+    kw_key_list_free(&list);
+    kw_audit_list log;
+    kw_service_audit_list(f->svc, f->acc.id, 100, &log, &err);
+    assert_int_equal(log.count, 1); /* only account.create */
+    kw_audit_list_free(&log);
+}
+
+static void test_another_accounts_key_is_not_found(void **state)
+{
+    fixture *f = *state;
+    kw_account other;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    assert_int_equal(kw_service_account_create(f->svc, "test", "Other", &other, &err), KW_OK);
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "mine", NULL, 0, &k, secret, &err), KW_OK);
+    kw_key seen;
+    assert_int_equal(kw_service_key_get(f->svc, other.id, k.id, &seen, &err), KW_ERR_NOT_FOUND);
+    assert_int_equal(kw_service_key_delete(f->svc, "test", other.id, k.id, &err),
+                     KW_ERR_NOT_FOUND);
+    assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
+}
+
+static void test_malformed_keys(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, secret, &err), KW_OK);
+    assert_int_equal(verify(f->svc, "", NULL), KW_VERIFY_MALFORMED);
+    assert_int_equal(verify(f->svc, "hello", NULL), KW_VERIFY_MALFORMED);
+    char copy[KW_KEY_BUFSZ];
+    strcpy(copy, secret);
+    copy[20] = copy[20] == 'A' ? 'B' : 'A';
+    assert_int_equal(verify(f->svc, copy, NULL), KW_VERIFY_MALFORMED);
+    /* A well-formed key that was never issued. */
+    char forged[KW_KEY_BUFSZ];
+    kw_keyfmt_generate("kw", "production", forged);
+    assert_int_equal(verify(f->svc, forged, NULL), KW_VERIFY_NOT_FOUND);
+    /* Another deployment's prefix. */
+    kw_keyfmt_generate("acme", "production", forged);
+    assert_int_equal(verify(f->svc, forged, NULL), KW_VERIFY_MALFORMED);
+}
+
+static void test_last_used_is_written_in_batches(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, secret, &err), KW_OK);
+    fake_now += 100;
+    assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
+    assert_int_equal(kw_service_flush_last_used(f->svc), KW_OK);
+    kw_service_key_get(f->svc, f->acc.id, k.id, &k, &err);
+    assert_int_equal(k.last_used_at, fake_now);
+    /* Failed verifications do not count as use. */
+    fake_now += 100;
+    assert_int_equal(verify(f->svc, secret, "staging"), KW_VERIFY_ENVIRONMENT_MISMATCH);
+    kw_service_flush_last_used(f->svc);
+    kw_service_key_get(f->svc, f->acc.id, k.id, &k, &err);
+    assert_int_equal(k.last_used_at, fake_now - 100);
+}
+
+static void test_no_plaintext_reaches_the_database_files(void **state)
+{
+    fixture *f = *state;
+    enum { N = 20 };
+    char secrets[N][KW_KEY_BUFSZ];
+    kw_error err;
+    for (int i = 0; i < N; i++) {
+        kw_key k;
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k,
+                                               secrets[i], &err),
+                         KW_OK);
+        assert_int_equal(verify(f->svc, secrets[i], NULL), KW_VERIFY_VALID);
+    }
+    kw_service_flush_last_used(f->svc);
+    const char *files[] = {"keyward.db", "keyward.db-wal", "keyward.db-shm", "pepper"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", f->dir, files[i]);
+        size_t len;
+        unsigned char *bytes = tu_read_file(path, &len);
+        if (!bytes)
+            continue;
+        for (int s = 0; s < N; s++) {
+            assert_false(tu_contains(bytes, len, secrets[s]));
+            /* nor the 43 secret characters, nor any 16 of them */
+            char part[17];
+            memcpy(part, secrets[s] + 14 + 8, 16);
+            part[16] = '\0';
+            assert_false(tu_contains(bytes, len, part));
+        }
+        free(bytes);
+    }
+}
+
+static void test_pepper_rotation_keeps_old_keys(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    kw_config cfg;
+    tu_config(&cfg, dir);
+    cfg.pepper = "1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    kw_service *svc;
+    kw_error err;
+    kw_account acc;
+    kw_key k;
+    char old_key[KW_KEY_BUFSZ], new_key[KW_KEY_BUFSZ];
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
+    kw_service_account_create(svc, "test", "Acme", &acc, &err);
+    assert_int_equal(kw_service_key_create(svc, "test", acc.id, "old", NULL, 0, &k, old_key, &err),
+                     KW_OK);
+    kw_service_close(svc);
+
+    cfg.pepper = "1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+                 "2:ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
+    assert_int_equal(verify(svc, old_key, NULL), KW_VERIFY_VALID);
+    assert_int_equal(kw_service_key_create(svc, "test", acc.id, "new", NULL, 0, &k, new_key, &err),
+                     KW_OK);
+    assert_int_equal(verify(svc, new_key, NULL), KW_VERIFY_VALID);
+    kw_service_close(svc);
+
+    /* A database copied without the pepper cannot test a key. */
+    cfg.pepper = "1:ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
+    assert_int_equal(verify(svc, old_key, NULL), KW_VERIFY_NOT_FOUND);
+    assert_int_equal(verify(svc, new_key, NULL), KW_VERIFY_NOT_FOUND);
+    kw_service_close(svc);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_exposed_pepper_file_refuses_to_start(void **state)
+{
+    fixture *f = *state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/pepper", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    chmod(path, 0640);
+    kw_config cfg;
+    tu_config(&cfg, f->dir);
+    kw_service *svc = NULL;
+    kw_error err;
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_ERR_INVALID);
+    assert_null(svc);
+    assert_non_null(strstr(err.message, "pepper"));
+    chmod(path, 0600);
+}
+
+static void test_bad_config_is_refused(void **state)
+{
+    (void)state;
+    kw_config cfg;
+    kw_service *svc = NULL;
+    kw_error err;
+    char *dir = tu_tempdir();
+    tu_config(&cfg, dir);
+    cfg.key_prefix = "K";
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_ERR_INVALID);
+    tu_config(&cfg, dir);
+    cfg.max_keys_per_account = 0;
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_ERR_INVALID);
+    tu_config(&cfg, dir);
+    cfg.store_url = "mysql://db";
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_ERR_INVALID);
+    assert_null(svc);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_then_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_is_newest_first_with_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_is_immediate_and_final, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit_refuses_the_26th_and_creates_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_expired_keys_fail_and_free_their_slot, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_creates_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_another_accounts_key_is_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_used_is_written_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_plaintext_reaches_the_database_files, setup,
+                                        teardown),
+        cmocka_unit_test(test_pepper_rotation_keeps_old_keys),
+        cmocka_unit_test_setup_teardown(test_exposed_pepper_file_refuses_to_start, setup,
+                                        teardown),
+        cmocka_unit_test(test_bad_config_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
