@@ -102,6 +102,31 @@ static kw_status ensure_data_dir(const char *dir, kw_error *err)
                         strerror(errno));
 }
 
+/*
+ * Refuses a pepper that differs from the one the database was made with
+ * (same version, other bytes): every key would fail to verify, and new keys
+ * would be hashed under a secret the other nodes do not have.
+ */
+static kw_status check_pepper(kw_service *svc, kw_error *err)
+{
+    static const char label[] = "keyward pepper check v1";
+    for (size_t i = 0; i < kw_pepper_count(svc->pepper); i++) {
+        uint8_t check[KW_HASH_BYTES];
+        uint32_t version = kw_pepper_version(svc->pepper, i);
+        kw_pepper_hash(svc->pepper, i, label, sizeof label - 1, check);
+        kw_status st = svc->store->ops->pepper_check(svc->store, version, check);
+        if (st == KW_ERR_CONFLICT)
+            return kw_error_set(err, KW_ERR_INVALID,
+                                "The pepper (version %u) is not the one this database was "
+                                "created with; refusing to start. Give keyward the original "
+                                "pepper file or KEYWARD_PEPPER.",
+                                (unsigned)version);
+        if (st != KW_OK)
+            return kw_service_store_error(st, "checking the pepper", err);
+    }
+    return KW_OK;
+}
+
 static kw_status open_parts(kw_service *svc, const kw_config *cfg, kw_error *err)
 {
     char path[PATH_MAX], url[PATH_MAX + 8];
@@ -127,9 +152,9 @@ static kw_status open_parts(kw_service *svc, const kw_config *cfg, kw_error *err
         store_url = url;
     }
     st = kw_store_open(store_url, &svc->store, err);
-    if (st != KW_OK)
-        return st;
-    return svc->store->ops->migrate(svc->store, &svc->schema_version, err);
+    if (st == KW_OK)
+        st = svc->store->ops->migrate(svc->store, &svc->schema_version, err);
+    return st == KW_OK ? check_pepper(svc, err) : st;
 }
 
 kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err)

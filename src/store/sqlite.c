@@ -49,6 +49,8 @@ enum {
     Q_ROOT_TOUCH,
     Q_USER_INSERT,
     Q_USER_FIND,
+    Q_PEPPER_CHECK_INSERT,
+    Q_PEPPER_CHECK_GET,
     Q_COUNT
 };
 
@@ -92,6 +94,9 @@ static const char *const query_sql[Q_COUNT] = {
     /* email is declared COLLATE NOCASE, so = compares case-insensitively. */
     [Q_USER_FIND] =
         "SELECT id, account_id, email, created_at, password_hash FROM users WHERE email = ?1",
+    [Q_PEPPER_CHECK_INSERT] = "INSERT OR IGNORE INTO pepper_checks(version, check_value, "
+                              "created_at) VALUES (?1, ?2, strftime('%s', 'now'))",
+    [Q_PEPPER_CHECK_GET] = "SELECT check_value FROM pepper_checks WHERE version = ?1",
 };
 
 typedef struct {
@@ -565,6 +570,34 @@ static kw_status op_audit_list(kw_store *base, const char *account_id, size_t li
     return status;
 }
 
+static kw_status op_pepper_check(kw_store *base, uint32_t version,
+                                 const uint8_t check[KW_HASH_BYTES])
+{
+    kw_sqlite_conn *c;
+    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    if (status != KW_OK)
+        return status;
+    status = kw_sqlite_begin(c);
+    if (status == KW_OK) {
+        status = kw_sqlite_exec(c, Q_PEPPER_CHECK_INSERT, "ih", (int64_t)version, check);
+        sqlite3_stmt *st = NULL;
+        int rc = status == KW_OK
+                     ? kw_sqlite_run(c, Q_PEPPER_CHECK_GET, &st, "i", (int64_t)version)
+                     : SQLITE_OK;
+        if (status == KW_OK && rc != SQLITE_ROW)
+            status = rc == SQLITE_DONE ? KW_ERR_INTERNAL : kw_sqlite_status(rc);
+        else if (status == KW_OK &&
+                 (sqlite3_column_bytes(st, 0) != KW_HASH_BYTES ||
+                  memcmp(sqlite3_column_blob(st, 0), check, KW_HASH_BYTES) != 0))
+            status = KW_ERR_CONFLICT;
+        kw_sqlite_done(st);
+        /* A mismatch changed nothing; commit only a first-time insert. */
+        status = kw_sqlite_end(c, status);
+    }
+    kw_sqlite_release(STORE(base), c);
+    return status;
+}
+
 static void op_close(kw_store *base)
 {
     if (!base)
@@ -592,6 +625,7 @@ static const kw_store_ops sqlite_ops = {
     .root_key_find = op_root_key_find,
     .user_insert = op_user_insert,
     .user_find_by_email = op_user_find_by_email,
+    .pepper_check = op_pepper_check,
     .audit_list = op_audit_list,
 };
 

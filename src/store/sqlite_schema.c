@@ -59,6 +59,13 @@ static const char *const steps[] = {
     "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;"
     "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
     "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+    /* 2: a check value per pepper version, HMAC(pepper, constant): it tells
+     * whether a node was given the pepper this database was made with,
+     * without revealing the pepper or allowing a key to be tested. */
+    "CREATE TABLE pepper_checks ("
+    "  version INTEGER PRIMARY KEY,"
+    "  check_value BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL);",
 };
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))

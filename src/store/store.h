@@ -82,6 +82,15 @@ typedef struct kw_store_ops {
     kw_status (*user_find_by_email)(kw_store *s, const char *email, kw_user *out,
                                     char *password_hash, size_t hash_size);
 
+    /*
+     * Stores `check` as the check value of pepper `version` unless one is
+     * stored already. KW_OK when the stored value equals check;
+     * KW_ERR_CONFLICT when it differs: the database was made with another
+     * pepper of that version, and hashing under this one would lock every
+     * key out.
+     */
+    kw_status (*pepper_check)(kw_store *s, uint32_t version, const uint8_t check[KW_HASH_BYTES]);
+
     /* Audit entries, newest first, of one account (or all when account_id is NULL). */
     kw_status (*audit_list)(kw_store *s, const char *account_id, size_t limit, kw_audit_list *out);
 } kw_store_ops;

@@ -358,8 +358,16 @@ static void test_pepper_rotation_keeps_old_keys(void **state)
     assert_int_equal(verify(svc, new_key, NULL), KW_VERIFY_VALID);
     kw_service_close(svc);
 
-    /* A database copied without the pepper cannot test a key. */
+    /* Another pepper under a version the database knows is refused outright. */
     cfg.pepper = "1:ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    svc = NULL;
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_ERR_INVALID);
+    assert_null(svc);
+    assert_non_null(strstr(err.message, "pepper (version 1)"));
+    assert_null(strstr(err.message, "ffeedd"));
+
+    /* A database copied without the pepper cannot test a key. */
+    cfg.pepper = "3:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f";
     assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
     assert_int_equal(verify(svc, old_key, NULL), KW_VERIFY_NOT_FOUND);
     assert_int_equal(verify(svc, new_key, NULL), KW_VERIFY_NOT_FOUND);

@@ -17,7 +17,8 @@
 #include "store/store.h"
 #include "testutil.h"
 
-#define NOW ((int64_t)1700000000)
+#define NOW            ((int64_t)1700000000)
+#define SCHEMA_VERSION 2
 
 typedef struct {
     char *dir;
@@ -49,7 +50,7 @@ static int setup(void **state)
     int version = 0;
     kw_error err;
     assert_int_equal(f->store->ops->migrate(f->store, &version, &err), KW_OK);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, SCHEMA_VERSION);
     *state = f;
     return 0;
 }
@@ -98,7 +99,7 @@ static kw_key make_key(const char *id, const char *account_id, int64_t expires_a
     return k;
 }
 
-/* Inserts key `id` with hash number n under limit 25. */
+/* Inserts key `id` of account_id with hash number n, under `limit`. */
 static kw_status add_key(kw_store *s, const char *id, const char *account_id, int n,
                          int64_t expires_at, int limit)
 {
@@ -143,10 +144,10 @@ static void test_migrate_is_idempotent(void **state)
     int version = 0;
     kw_error err;
     assert_int_equal(f->store->ops->migrate(f->store, &version, &err), KW_OK);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, SCHEMA_VERSION);
     kw_store *again = open_store(f->path);
     assert_int_equal(again->ops->migrate(again, &version, &err), KW_OK);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, SCHEMA_VERSION);
     again->ops->close(again);
     assert_int_equal(f->store->ops->ping(f->store), KW_OK);
 }
@@ -159,7 +160,7 @@ static void *migrate_thread(void *arg)
     kw_error err;
     kw_status st = s->ops->migrate(s, &version, &err);
     s->ops->close(s);
-    return (void *)(intptr_t)(st == KW_OK && version == 1);
+    return (void *)(intptr_t)(st == KW_OK && version == SCHEMA_VERSION);
 }
 
 static void test_concurrent_migrations_on_a_new_file(void **state)
@@ -199,7 +200,8 @@ static void test_database_file_is_private(void **state)
 static void test_store_urls(void **state)
 {
     (void)state;
-    kw_store *s = (kw_store *)&s;
+    kw_store sentinel;
+    kw_store *s = &sentinel; /* a failed open must set *out to NULL */
     kw_error err = {0};
     assert_int_equal(kw_store_open("postgres://u:secret@db/kw", &s, &err), KW_ERR_INVALID);
     assert_null(s);
@@ -230,6 +232,11 @@ static void test_accounts(void **state)
     assert_int_equal(s->ops->account_get(s, "acc_zz", &a), KW_ERR_NOT_FOUND);
     kw_account dup = {.id = "acc_a", .name = "again", .created_at = NOW};
     assert_int_equal(s->ops->account_insert(s, &dup, &cli_audit), KW_ERR_CONFLICT);
+    /* An audit row that cannot be written takes the account with it. */
+    kw_account lost = {.id = "acc_c", .name = "lost", .created_at = NOW};
+    kw_audit bad = {.at = NOW, .actor = NULL, .action = "account.create"};
+    assert_int_equal(s->ops->account_insert(s, &lost, &bad), KW_ERR_INTERNAL);
+    assert_int_equal(s->ops->account_get(s, "acc_c", &a), KW_ERR_NOT_FOUND);
     kw_account_list list;
     assert_int_equal(s->ops->account_list(s, &list), KW_OK);
     assert_int_equal(list.count, 2);
@@ -563,6 +570,19 @@ static void test_concurrent_inserts_respect_the_limit(void **state)
     assert_int_equal(audit_count(f->store), 1 + 25);
 }
 
+static void test_pepper_check_values(void **state)
+{
+    fixture *f = *state;
+    uint8_t a[KW_HASH_BYTES], b[KW_HASH_BYTES];
+    memset(a, 0xaa, sizeof a);
+    memset(b, 0xbb, sizeof b);
+    assert_int_equal(f->store->ops->pepper_check(f->store, 1, a), KW_OK); /* first: stored */
+    assert_int_equal(f->store->ops->pepper_check(f->store, 1, a), KW_OK);
+    assert_int_equal(f->store->ops->pepper_check(f->store, 1, b), KW_ERR_CONFLICT);
+    assert_int_equal(f->store->ops->pepper_check(f->store, 2, b), KW_OK);
+    assert_int_equal(f->store->ops->pepper_check(f->store, 1, a), KW_OK); /* b changed nothing */
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -584,6 +604,7 @@ int main(void)
         T(test_root_keys),
         T(test_users),
         T(test_concurrent_inserts_respect_the_limit),
+        T(test_pepper_check_values),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
