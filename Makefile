@@ -4,13 +4,14 @@
 #   make test           every test, plain and under AddressSanitizer + UBSan
 #   make test-sanitize  only the sanitizer run
 #   make bench          benchmarks, as ratios against a reference measured in the same run
+#   make lint           clang-format check, cppcheck, clang-tidy
 #   make format         apply .clang-format to every C file
 
 BUILD      ?= build
 BUILD_SAN  ?= build-sanitize
 DATA_DIR   ?= ./var
 
-.PHONY: all deps build run test test-plain test-sanitize bench format format-check clean
+.PHONY: all deps build run test test-plain test-sanitize bench lint format format-check clean
 
 all: build
 
@@ -28,6 +29,7 @@ run: build
 
 test:
 	@scripts/deps.sh test
+	@scripts/lint.sh $(BUILD)
 	@scripts/test.sh all
 
 test-plain:
@@ -40,6 +42,10 @@ test-sanitize:
 
 bench: build
 	@scripts/bench.sh $(BUILD)
+
+lint:
+	@scripts/deps.sh test
+	@scripts/lint.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

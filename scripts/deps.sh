@@ -3,7 +3,8 @@
 #
 # Usage: scripts/deps.sh [build|test]
 #   build  compiler, Meson, Ninja and the libraries keyward links against
-#   test   build, plus cmocka (unit tests) and python3 (black-box tests)
+#   test   build, plus cmocka (unit tests), python3 (black-box tests) and the
+#          linters clang-format, clang-tidy and cppcheck
 #
 # Run as root, it installs whatever is missing with apt-get. Run as another
 # user, it installs nothing and prints the exact command to run instead.
@@ -13,7 +14,7 @@ profile=${1:-build}
 pkgs="gcc pkg-config meson ninja-build libsodium-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev zlib1g-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 sqlite3" ;;
+test) pkgs="$pkgs libcmocka-dev python3 clang-format clang-tidy cppcheck" ;;
 *)
 	echo "usage: scripts/deps.sh [build|test]" >&2
 	exit 2

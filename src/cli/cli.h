@@ -148,12 +148,14 @@ int kw_cli_print_secret(const char *s);
 /*
  * Reads a secret (`what` names it in messages) from stdin with read(2)
  * into buf: until end of input, or until the end of the first line when
- * stdin is a terminal (then without echo). One trailing "\n" or "\r\n" is
- * dropped and buf is NUL-terminated. Returns KW_OK with *len, or
- * KW_ERR_INVALID when the input does not fit in size - 1 bytes (buf is then
- * wiped). The caller wipes buf.
+ * stdin is a terminal (then without echo, after printing `prompt`, if not
+ * NULL, to stderr). One trailing "\n" or "\r\n" is dropped and buf is
+ * NUL-terminated. Returns KW_OK with *len, or KW_ERR_INVALID when the
+ * input does not fit in size - 1 bytes (buf is then wiped). The caller
+ * wipes buf.
  */
-kw_status kw_cli_read_secret(const char *what, char *buf, size_t size, size_t *len, kw_error *err);
+kw_status kw_cli_read_secret(const char *what, const char *prompt, char *buf, size_t size,
+                             size_t *len, kw_error *err);
 
 /* The commands (cmd_*.c). */
 int kw_cli_account_create(kw_cli *cli, int argc, char **argv);

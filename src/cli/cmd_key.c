@@ -6,7 +6,6 @@
  * buffer `key verify` reads from stdin (wiped right after verifying).
  */
 #include <stdio.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
@@ -209,9 +208,8 @@ int kw_cli_key_verify(kw_cli *cli, int argc, char **argv)
     char key[256]; /* room for any valid key, its newline, and then some */
     size_t len;
     kw_verify_result res;
-    if (isatty(STDIN_FILENO))
-        kw_cli_errorf("paste the key and press Enter");
-    kw_status st = kw_cli_read_secret("key", key, sizeof key, &len, &err);
+    kw_status st =
+        kw_cli_read_secret("key", "paste the key and press Enter", key, sizeof key, &len, &err);
     if (st == KW_OK)
         st = kw_service_key_verify(svc, key, len, env, &res, &err);
     sodium_memzero(key, sizeof key);

@@ -81,7 +81,7 @@ int kw_cli_user_add(kw_cli *cli, int argc, char **argv)
     kw_error err;
     kw_status st = KW_OK;
     if (!isatty(STDIN_FILENO))
-        st = kw_cli_read_secret("password", password, sizeof password, &len, &err);
+        st = kw_cli_read_secret("password", NULL, password, sizeof password, &len, &err);
     const bool generated = st == KW_OK && len == 0;
     if (generated) {
         generate_password(password);

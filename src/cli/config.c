@@ -184,7 +184,11 @@ static const char *lookup(const kw_cli *cli, size_t i, const char **from)
 static int resolve(kw_cli *cli)
 {
     const char *from;
-    const char *config = lookup(cli, KW_CLI_CONFIG, &from);
+    /* Not lookup(): the config file cannot name another config file. */
+    const char *config = cli->flag[KW_CLI_CONFIG];
+    const char *env = getenv(settings[KW_CLI_CONFIG].env);
+    if (!config && env && *env)
+        config = env;
     if (config) {
         int rc = read_config(cli, config);
         if (rc != KW_CLI_EXIT_OK)

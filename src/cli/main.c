@@ -100,6 +100,14 @@ static const kw_cli_opt *find_opt(const kw_cli_opt *table, const char *arg)
     return NULL;
 }
 
+/* A positional argument too many; never echoed, it may be a misplaced secret. */
+static int unexpected_argument(const kw_cli_spec *spec)
+{
+    if (spec->args_hint)
+        return kw_cli_usage_error(spec, "unexpected argument: %s", spec->args_hint);
+    return kw_cli_usage_error(spec, "unexpected argument");
+}
+
 static bool is_help(const char *arg)
 {
     return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
@@ -139,9 +147,7 @@ static int parse(kw_cli *cli, const kw_cli_spec *spec, int argc, char **argv, in
             if (next)
                 break;
             if (npos == spec->nargs)
-                return kw_cli_usage_error(spec, "unexpected argument%s%s",
-                                          spec->args_hint ? ": " : "",
-                                          spec->args_hint ? spec->args_hint : "");
+                return unexpected_argument(spec);
             spec->args[npos++] = arg;
             continue;
         }
@@ -151,9 +157,7 @@ static int parse(kw_cli *cli, const kw_cli_spec *spec, int argc, char **argv, in
                 break;
             }
             if ((size_t)(argc - i - 1) > spec->nargs - npos)
-                return kw_cli_usage_error(spec, "unexpected argument%s%s",
-                                          spec->args_hint ? ": " : "",
-                                          spec->args_hint ? spec->args_hint : "");
+                return unexpected_argument(spec);
             while (++i < argc)
                 spec->args[npos++] = argv[i];
             break;
@@ -295,7 +299,7 @@ static int run(kw_cli *cli, int argc, char **argv)
     };
     kw_cli_spec spec = top_spec;
     spec.opts = top_opts;
-    int next;
+    int next = argc;
 
     for (int i = 1; i < argc && argv[i][0] == '-'; i++) {
         if (is_help(argv[i])) {

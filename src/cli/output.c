@@ -4,6 +4,7 @@
  * sentences, the status-to-exit-code mapping, and secrets in and out
  * through read(2)/write(2) so that stdio never holds a copy.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -187,7 +188,7 @@ int kw_cli_emit_table(const kw_cli *cli, const json_t *doc, const char *member,
     for (size_t c = 0; c < ncols; c++) {
         size_t i = 0;
         for (; fields[c][i] && i + 1 < sizeof header[c]; i++)
-            header[c][i] = fields[c][i] == '_' ? ' ' : (char)(fields[c][i] & ~0x20);
+            header[c][i] = (char)(fields[c][i] == '_' ? ' ' : toupper((unsigned char)fields[c][i]));
         header[c][i] = '\0';
         cells[c] = header[c];
         widths[c] = text_width(header[c]);
@@ -215,20 +216,24 @@ int kw_cli_emit_table(const kw_cli *cli, const json_t *doc, const char *member,
 static bool set_echo(bool on, struct termios *saved)
 {
     if (on)
-        return tcsetattr(STDIN_FILENO, TCSAFLUSH, saved) == 0;
+        return tcsetattr(STDIN_FILENO, TCSANOW, saved) == 0;
     struct termios t;
     if (tcgetattr(STDIN_FILENO, saved) != 0)
         return false;
     t = *saved;
     t.c_lflag &= ~(tcflag_t)ECHO;
-    return tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) == 0;
+    /* TCSANOW, not TCSAFLUSH: a key pasted before the prompt is kept. */
+    return tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
 }
 
-kw_status kw_cli_read_secret(const char *what, char *buf, size_t size, size_t *len, kw_error *err)
+kw_status kw_cli_read_secret(const char *what, const char *prompt, char *buf, size_t size,
+                             size_t *len, kw_error *err)
 {
     const bool tty = isatty(STDIN_FILENO);
     struct termios saved;
     const bool quiet = tty && set_echo(false, &saved);
+    if (tty && prompt)
+        kw_cli_errorf("%s", prompt);
     size_t got = 0;
     bool more = false;
     int failed = 0; /* errno of a failed read */

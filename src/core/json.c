@@ -89,8 +89,8 @@ json_t *kw_json_audit_entry(const kw_audit_entry *e)
 {
     return json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:o}", "seq", (json_int_t)e->seq, "at",
                      kw_json_time(e->at), "actor", e->actor, "action", e->action, "account_id",
-                     string_or_null(e->account_id), "key_id", string_or_null(e->key_id),
-                     "key_name", string_or_null(e->key_name));
+                     string_or_null(e->account_id), "key_id", string_or_null(e->key_id), "key_name",
+                     string_or_null(e->key_name));
 }
 
 json_t *kw_json_key_list(const kw_key_list *list)
@@ -112,9 +112,9 @@ json_t *kw_json_verify_result(const kw_verify_result *r)
 {
     if (r->code != KW_VERIFY_VALID)
         return json_pack("{s:b, s:s}", "valid", 0, "code", kw_verify_code_name(r->code));
-    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "valid", 1, "code", "VALID",
-                     "account_id", r->key.account_id, "key_id", r->key.id, "name", r->key.name,
-                     "environment", r->key.environment);
+    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "valid", 1, "code", "VALID", "account_id",
+                     r->key.account_id, "key_id", r->key.id, "name", r->key.name, "environment",
+                     r->key.environment);
 }
 
 json_t *kw_json_key_created(const kw_key *k, const char *secret)

@@ -38,8 +38,7 @@ bool kw_keyfmt_environment_valid(const char *s, size_t len)
 static void checksum(const char *key, size_t len, char out[KW_CHECKSUM_CHARS])
 {
     uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)key, (uInt)len);
-    uint8_t be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
-                     (uint8_t)crc};
+    uint8_t be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8), (uint8_t)crc};
     kw_base62_encode(be, sizeof be, out, KW_CHECKSUM_CHARS);
 }
 

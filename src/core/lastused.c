@@ -74,7 +74,8 @@ void kw_lastused_free(kw_lastused *lu)
 
 int kw_lastused_note(kw_lastused *lu, const char *id, int64_t t)
 {
-    if (strlen(id) >= KW_ID_BUFSZ)
+    size_t len = strlen(id);
+    if (len >= KW_ID_BUFSZ)
         return -1;
     int rc = 0;
     pthread_mutex_lock(&lu->mu);
@@ -83,7 +84,7 @@ int kw_lastused_note(kw_lastused *lu, const char *id, int64_t t)
     } else {
         kw_touch *slot = find_slot(lu->slots, lu->cap, id);
         if (!slot->id[0]) {
-            strcpy(slot->id, id);
+            memcpy(slot->id, id, len + 1);
             slot->at = t;
             lu->count++;
         } else if (t > slot->at) {

@@ -376,6 +376,11 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
 {
     memset(out, 0, sizeof *out);
     out->code = KW_VERIFY_MALFORMED;
+    if (required_env) {
+        kw_status st = kw_validate_environment(required_env, err);
+        if (st != KW_OK)
+            return st;
+    }
     if (!kw_keyfmt_parse(key, len, svc->prefix, NULL))
         return KW_OK;
     out->code = KW_VERIFY_NOT_FOUND;

@@ -23,14 +23,14 @@
 typedef struct kw_service kw_service;
 
 typedef struct {
-    const char *data_dir;     /* holds keyward.db and the pepper file; "./var" */
-    const char *store_url;    /* NULL: "sqlite:<data_dir>/keyward.db" */
-    const char *pepper_file;  /* NULL: "<data_dir>/pepper", created on first start */
-    const char *pepper;       /* pepper keyring text given by the operator, or NULL */
-    const char *key_prefix;   /* "kw" */
-    int max_keys_per_account; /* 25 */
+    const char *data_dir;      /* holds keyward.db and the pepper file; "./var" */
+    const char *store_url;     /* NULL: "sqlite:<data_dir>/keyward.db" */
+    const char *pepper_file;   /* NULL: "<data_dir>/pepper", created on first start */
+    const char *pepper;        /* pepper keyring text given by the operator, or NULL */
+    const char *key_prefix;    /* "kw" */
+    int max_keys_per_account;  /* 25 */
     int last_used_interval_ms; /* how often pending last-used times are written; 5000 */
-    int64_t (*clock)(void);   /* Unix seconds; NULL: the system clock (tests set it) */
+    int64_t (*clock)(void);    /* Unix seconds; NULL: the system clock (tests set it) */
 } kw_config;
 
 /* Fills *cfg with the defaults above. */
@@ -79,8 +79,9 @@ kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *
 /*
  * Verifies the `len` bytes at `key` (not NUL-terminated necessarily). When
  * required_env is not NULL a key of another environment is refused. Returns
- * KW_OK with the outcome in *out, or an error status when the store failed
- * (then *out is NOT_FOUND). A malformed key is refused before any hashing
+ * KW_OK with the outcome in *out; KW_ERR_INVALID when required_env is not a
+ * valid environment label; or an error status when the store failed (then
+ * *out is NOT_FOUND). A malformed key is refused before any hashing
  * or store access. A valid verification is remembered as the key's
  * last-used time, written in batches (see kw_config.last_used_interval_ms).
  */

@@ -139,8 +139,8 @@ kw_status kw_service_user_login(kw_service *svc, const char *email, const char *
     char stored[crypto_pwhash_STRBYTES] = {0};
     kw_status st = kw_validate_email(email, normalized, NULL);
     if (st == KW_OK && len <= PASSWORD_MAX)
-        st = svc->store->ops->user_find_by_email(svc->store, normalized, out, stored,
-                                                 sizeof stored);
+        st =
+            svc->store->ops->user_find_by_email(svc->store, normalized, out, stored, sizeof stored);
     else
         st = KW_ERR_NOT_FOUND;
     if (st != KW_OK && st != KW_ERR_NOT_FOUND)

@@ -85,9 +85,11 @@ kw_status kw_validate_name(const char *in, const char *field, char out[KW_NAME_B
 
     /* Find the first and last non-space code points. */
     size_t start = n, end = 0, chars = 0;
-    uint32_t cp;
+    uint32_t cp = 0;
     for (size_t i = 0; i < n;) {
         size_t len = utf8_decode(s + i, n - i, &cp);
+        if (len == 0) /* cannot happen after kw_utf8_valid; never loop on it */
+            return kw_error_set(err, KW_ERR_INVALID, "%s must be valid UTF-8.", field);
         if (!is_space(cp)) {
             if (start == n)
                 start = i;
@@ -99,7 +101,7 @@ kw_status kw_validate_name(const char *in, const char *field, char out[KW_NAME_B
         return kw_error_set(err, KW_ERR_INVALID, "%s must not be empty.", field);
     for (size_t i = start; i < end;) {
         size_t len = utf8_decode(s + i, end - i, &cp);
-        if (is_forbidden(cp))
+        if (len == 0 || is_forbidden(cp))
             return kw_error_set(err, KW_ERR_INVALID,
                                 "%s must not contain control or direction-changing characters.",
                                 field);
@@ -121,8 +123,7 @@ kw_status kw_validate_environment(const char *env, kw_error *err)
                             "environment must be a lowercase label: a letter, then up to 15 "
                             "letters or digits (e.g. production, staging).");
     if (strcmp(env, KW_ROOT_ENVIRONMENT) == 0)
-        return kw_error_set(err, KW_ERR_INVALID,
-                            "environment \"root\" is reserved for root keys.");
+        return kw_error_set(err, KW_ERR_INVALID, "environment \"root\" is reserved for root keys.");
     return KW_OK;
 }
 
@@ -134,9 +135,9 @@ kw_status kw_validate_email(const char *in, char out[KW_EMAIL_BUFSZ], kw_error *
               !strchr(at + 1, '@') && at[1] != '.' && in[n - 1] != '.';
     for (size_t i = 0; ok && i < n; i++) {
         unsigned char c = (unsigned char)in[i];
-        if (c <= ' ' || c >= 0x7F || strchr("\"(),:;<>[\\]", c))
-            ok = false;
-        else if (in + i > at && !isalnum(c) && c != '.' && c != '-')
+        bool in_domain = in + i > at;
+        if (c <= ' ' || c >= 0x7F || strchr("\"(),:;<>[\\]", c) ||
+            (in_domain && !isalnum(c) && c != '.' && c != '-'))
             ok = false;
     }
     if (!ok)
@@ -149,7 +150,6 @@ kw_status kw_validate_email(const char *in, char out[KW_EMAIL_BUFSZ], kw_error *
 kw_status kw_validate_id(const char *id, const char *kind, const char *field, kw_error *err)
 {
     if (!kw_id_valid(id, kind))
-        return kw_error_set(err, KW_ERR_INVALID, "%s must be an id of the form %s_….", field,
-                            kind);
+        return kw_error_set(err, KW_ERR_INVALID, "%s must be an id of the form %s_….", field, kind);
     return KW_OK;
 }

@@ -581,14 +581,12 @@ static kw_status op_pepper_check(kw_store *base, uint32_t version,
     if (status == KW_OK) {
         status = kw_sqlite_exec(c, Q_PEPPER_CHECK_INSERT, "ih", (int64_t)version, check);
         sqlite3_stmt *st = NULL;
-        int rc = status == KW_OK
-                     ? kw_sqlite_run(c, Q_PEPPER_CHECK_GET, &st, "i", (int64_t)version)
-                     : SQLITE_OK;
+        int rc = status == KW_OK ? kw_sqlite_run(c, Q_PEPPER_CHECK_GET, &st, "i", (int64_t)version)
+                                 : SQLITE_OK;
         if (status == KW_OK && rc != SQLITE_ROW)
             status = rc == SQLITE_DONE ? KW_ERR_INTERNAL : kw_sqlite_status(rc);
-        else if (status == KW_OK &&
-                 (sqlite3_column_bytes(st, 0) != KW_HASH_BYTES ||
-                  memcmp(sqlite3_column_blob(st, 0), check, KW_HASH_BYTES) != 0))
+        else if (status == KW_OK && (sqlite3_column_bytes(st, 0) != KW_HASH_BYTES ||
+                                     memcmp(sqlite3_column_blob(st, 0), check, KW_HASH_BYTES) != 0))
             status = KW_ERR_CONFLICT;
         kw_sqlite_done(st);
         /* A mismatch changed nothing; commit only a first-time insert. */

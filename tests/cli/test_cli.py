@@ -7,13 +7,17 @@ Every test runs the built binary ($KEYWARD_BIN) in a fresh directory.
 import json
 import os
 import re
+import select
 import stat
+import subprocess
+import time
 
 from kwtest import (
     check,
     data_dir,
     eq,
     ok_run,
+    popen,
     run,
     run_bytes,
     run_tests,
@@ -78,7 +82,16 @@ def new_key(acc, name="Production CRM", environment=None, env=None, extra=()):
 def verify(secret, extra=(), env=None):
     """Returns (rc, verification object)."""
     rc, out, err = run(["key", "verify", "--json"] + list(extra), stdin=secret + "\n", env=env)
+    check(out, "key verify printed nothing (exit %d): %s" % (rc, err))
     return rc, json.loads(out)
+
+
+def not_accepted(secret, extra=(), env=None):
+    """True when the key does not verify: NOT_FOUND, or keyward refuses the pepper."""
+    rc, out, err = run(["key", "verify", "--json"] + list(extra), stdin=secret + "\n", env=env)
+    if rc != 1:
+        return False
+    return json.loads(out)["code"] == "NOT_FOUND" if out else "pepper" in err
 
 
 def key_ids(acc, env=None):
@@ -94,6 +107,50 @@ def db_bytes():
             with open(path, "rb") as f:
                 blob += f.read()
     return blob
+
+
+def read_until(fd, needle, timeout=10):
+    """Reads fd until needle (bytes) has been seen; returns what was read."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while needle not in got:
+        left = deadline - time.monotonic()
+        check(left > 0, "timed out waiting for %r, got %r" % (needle, got))
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            check(chunk, "end of output before %r, got %r" % (needle, got))
+            got += chunk
+    return got
+
+
+def run_on_terminal(args, typed=None, prompt=None):
+    """Runs keyward with stdin on a pseudo-terminal; types `typed` after `prompt`
+    appears on stderr. Returns (rc, stdout, stderr, what the terminal echoed)."""
+    master, slave = os.openpty()
+    proc = popen(args, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(slave)
+    err = b""
+    try:
+        if prompt is not None:
+            err = read_until(proc.stderr.fileno(), prompt)
+        if typed is not None:
+            os.write(master, typed)
+        out, rest = proc.communicate(timeout=30)
+        echoed = b""
+        while select.select([master], [], [], 0)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            echoed += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return proc.returncode, out.decode(), (err + rest).decode(), echoed
 
 
 def write_file(name, text, mode=0o600):
@@ -300,6 +357,48 @@ def test_key_verify():
     check(secret not in err, err)
 
 
+def test_verify_from_terminal():
+    acc = account()
+    _, secret = new_key(acc)
+    rc, out, err, echoed = run_on_terminal(
+        ["key", "verify"], typed=secret.encode() + b"\n", prompt=b"paste the key"
+    )
+    eq(rc, 0, "verify from a terminal: " + err)
+    check(re.search(r"^code:\s+VALID$", out, re.M), out)
+    check(secret.encode() not in echoed, "the key was echoed on the terminal")
+    check(secret not in err, "key on stderr")
+
+
+def test_user_add_on_terminal_generates_password():
+    acc = account()
+    rc, out, err, _ = run_on_terminal(["user", "add", "--account", acc, "--email", "t@example.com"])
+    eq(rc, 0, "user add on a terminal: " + err)
+    check(re.search(r"^password: [0-9A-Za-z]{24}$", out, re.M), out)
+
+
+def test_pepper_variable_leaves_the_environment():
+    if not os.path.exists("/proc/self/environ"):
+        return
+    proc = popen(
+        ["key", "verify"],
+        env={"KEYWARD_PEPPER": PEPPER_A},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with open("/proc/%d/environ" % proc.pid, "rb") as f:
+                environ = f.read()
+            if (environ and PEPPER_A.encode() not in environ) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        check(PEPPER_A[2:].encode() not in environ, "KEYWARD_PEPPER still in /proc/PID/environ")
+    finally:
+        proc.communicate(b"", timeout=30)
+
+
 def test_last_used_is_recorded():
     acc = account()
     key, secret = new_key(acc)
@@ -446,14 +545,15 @@ def test_operator_pepper():
     acc = account(env={"KEYWARD_PEPPER": PEPPER_A})
     _, secret = new_key(acc, env={"KEYWARD_PEPPER": PEPPER_A})
     eq(verify(secret, env={"KEYWARD_PEPPER": PEPPER_A})[0], 0, "same pepper")
-    eq(verify(secret, env={"KEYWARD_PEPPER": PEPPER_B})[1]["code"], "NOT_FOUND", "pepper B")
-    eq(verify(secret)[1]["code"], "NOT_FOUND", "generated pepper file")
+    check(not_accepted(secret, env={"KEYWARD_PEPPER": PEPPER_B}), "pepper B")
+    check(not_accepted(secret), "generated pepper file")
     path_a = write_file("pepper-a", PEPPER_A + "\n")
     eq(verify(secret, ["--pepper-file", path_a])[0], 0, "pepper A from --pepper-file")
     eq(verify(secret, env={"KEYWARD_PEPPER_FILE": path_a})[0], 0, "KEYWARD_PEPPER_FILE")
     path_b = write_file("pepper-b", PEPPER_B + "\n")
-    rc, res = verify(secret, ["--pepper-file", path_b], env={"KEYWARD_PEPPER_FILE": path_a})
-    eq(res["code"], "NOT_FOUND", "flag beats variable")
+    check(not_accepted(secret, ["--pepper-file", path_b], env={"KEYWARD_PEPPER_FILE": path_a}),
+          "flag beats variable")
+    check(not_accepted(secret, env={"KEYWARD_PEPPER_FILE": path_b}), "pepper B from a file")
     os.chmod(path_a, 0o640)
     rc, _, err = run(["account", "list", "--pepper-file", path_a])
     eq(rc, 1, "group-readable pepper file")

@@ -45,18 +45,28 @@ def _base_env():
     return env
 
 
-def run_bytes(args, stdin=None, env=None):
-    """Runs keyward with args (str or bytes items); returns (rc, stdout, stderr) as bytes.
-
-    env entries override the base environment; a value of None removes the
-    variable. stdin is str, bytes or None (then stdin is empty, not a terminal).
-    """
+def _env(env):
     full_env = _base_env()
     for k, v in (env or {}).items():
         if v is None:
             full_env.pop(k, None)
         else:
             full_env[k] = v
+    return full_env
+
+
+def popen(args, env=None, **kwargs):
+    """Starts keyward in the test's directory and environment (see run_bytes)."""
+    return subprocess.Popen([BIN] + list(args), env=_env(env), cwd=_State.tmp, **kwargs)
+
+
+def run_bytes(args, stdin=None, env=None):
+    """Runs keyward with args (str or bytes items); returns (rc, stdout, stderr) as bytes.
+
+    env entries override the base environment; a value of None removes the
+    variable. stdin is str, bytes or None (then stdin is empty, not a terminal).
+    """
+    full_env = _env(env)
     if isinstance(stdin, str):
         stdin = stdin.encode()
     proc = subprocess.run(

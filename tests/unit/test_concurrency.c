@@ -76,8 +76,8 @@ static void race(int shared)
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++) {
         memset(&w[i], 0, sizeof w[i]);
-        w[i] = (worker){.dir = dir, .shared = shared ? svc : NULL, .account_id = acc.id,
-                        .start = &start};
+        w[i] = (worker){
+            .dir = dir, .shared = shared ? svc : NULL, .account_id = acc.id, .start = &start};
         pthread_create(&t[i], NULL, on_worker, &w[i]);
     }
     int created = 0, limited = 0, other = 0;
@@ -96,8 +96,8 @@ static void race(int shared)
     for (int i = 0; i < THREADS; i++) {
         for (int j = 0; j < w[i].created; j++) {
             kw_verify_result r;
-            assert_int_equal(kw_service_key_verify(svc, w[i].secrets[j],
-                                                   strlen(w[i].secrets[j]), NULL, &r, &err),
+            assert_int_equal(kw_service_key_verify(svc, w[i].secrets[j], strlen(w[i].secrets[j]),
+                                                   NULL, &r, &err),
                              KW_OK);
             assert_int_equal(r.code, KW_VERIFY_VALID);
         }

@@ -130,8 +130,8 @@ static void test_sigkill_mid_stream_loses_nothing_handed_out(void **state)
     assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
     for (int i = 0; i < nsecrets; i++) {
         kw_verify_result r;
-        assert_int_equal(
-            kw_service_key_verify(svc, secrets[i], strlen(secrets[i]), NULL, &r, &err), KW_OK);
+        assert_int_equal(kw_service_key_verify(svc, secrets[i], strlen(secrets[i]), NULL, &r, &err),
+                         KW_OK);
         assert_int_equal(r.code, KW_VERIFY_VALID);
     }
     kw_key_list list;

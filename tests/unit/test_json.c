@@ -10,8 +10,11 @@
 static void test_key_object_has_the_api_fields_and_no_secret(void **state)
 {
     (void)state;
-    kw_key k = {.id = "key_1", .account_id = "acc_1", .name = "Production CRM",
-                .environment = "production", .masked = "kw_production_AbCd\xe2\x80\xa6WxYz",
+    kw_key k = {.id = "key_1",
+                .account_id = "acc_1",
+                .name = "Production CRM",
+                .environment = "production",
+                .masked = "kw_production_AbCd\xe2\x80\xa6WxYz",
                 .created_at = 1795741323};
     json_t *j = kw_json_key(&k);
     assert_non_null(j);

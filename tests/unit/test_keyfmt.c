@@ -23,8 +23,7 @@ static void test_generated_key_has_the_documented_shape(void **state)
     assert_true(kw_keyfmt_generate("kw", "production", key));
     assert_int_equal(strlen(key), strlen("kw_production_") + 43 + 6);
     regex_t re;
-    assert_int_equal(regcomp(&re, "^kw_production_[A-Za-z0-9]{49}$", REG_EXTENDED | REG_NOSUB),
-                     0);
+    assert_int_equal(regcomp(&re, "^kw_production_[A-Za-z0-9]{49}$", REG_EXTENDED | REG_NOSUB), 0);
     assert_int_equal(regexec(&re, key, 0, NULL, 0), 0);
     regfree(&re);
 }
@@ -64,8 +63,7 @@ static void test_every_single_character_change_is_refused(void **state)
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_- .\x01\x80\xff";
     for (int round = 0; round < 5; round++) {
         char key[KW_KEY_BUFSZ];
-        kw_keyfmt_generate(round % 2 ? "kw" : "acme", round % 2 ? "staging" : "production",
-                           key);
+        kw_keyfmt_generate(round % 2 ? "kw" : "acme", round % 2 ? "staging" : "production", key);
         size_t len = strlen(key);
         size_t tried = 0;
         for (size_t i = 0; i < len; i++) {

@@ -100,8 +100,7 @@ static void test_keyring_text(void **state)
     (void)state;
     kw_pepper *p = NULL, *a = NULL;
     kw_error err;
-    assert_int_equal(kw_pepper_load(NULL, "# rotated\n1:" HEX_A "\n2:" HEX_B "\n", false, &p,
-                                    &err),
+    assert_int_equal(kw_pepper_load(NULL, "# rotated\n1:" HEX_A "\n2:" HEX_B "\n", false, &p, &err),
                      KW_OK);
     assert_int_equal(kw_pepper_count(p), 2);
     assert_int_equal(kw_pepper_version(p, 0), 2); /* highest first */
@@ -125,8 +124,9 @@ static void test_keyring_text(void **state)
 static void test_bad_keyring_text_is_refused_without_quoting_it(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "# nothing", "abc", "1:" HEX_A " 1:" HEX_B, "0:" HEX_A,
-                         "x:" HEX_A, HEX_A "0", "1:" HEX_A ",zz", NULL};
+    const char *bad[] = {"",         "# nothing", "abc",     "1:" HEX_A " 1:" HEX_B,
+                         "0:" HEX_A, "x:" HEX_A,  HEX_A "0", "1:" HEX_A ",zz",
+                         NULL};
     for (const char **b = bad; *b; b++) {
         kw_pepper *p = NULL;
         kw_error err;

@@ -72,8 +72,8 @@ static void test_create_then_verify(void **state)
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     kw_error err;
-    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "Production CRM", NULL, 0,
-                                           &k, secret, &err),
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "Production CRM", NULL, 0, &k,
+                                           secret, &err),
                      KW_OK);
     assert_memory_equal(secret, "kw_production_", 14);
     assert_string_equal(k.environment, "production");
@@ -90,6 +90,9 @@ static void test_create_then_verify(void **state)
     assert_string_equal(r.key.name, "Production CRM");
     assert_int_equal(verify(f->svc, secret, "production"), KW_VERIFY_VALID);
     assert_int_equal(verify(f->svc, secret, "staging"), KW_VERIFY_ENVIRONMENT_MISMATCH);
+    assert_int_equal(kw_service_key_verify(f->svc, secret, strlen(secret), "Prod", &r, &err),
+                     KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "environment"));
 
     kw_key shown;
     assert_int_equal(kw_service_key_get(f->svc, f->acc.id, k.id, &shown, &err), KW_OK);
@@ -179,11 +182,11 @@ static void test_expired_keys_fail_and_free_their_slot(void **state)
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     kw_error err;
-    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "temp", NULL, fake_now, &k,
-                                           secret, &err),
-                     KW_ERR_INVALID); /* not in the future */
-    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "temp", NULL,
-                                           fake_now + 60, &k, secret, &err),
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "temp", NULL, fake_now, &k, secret, &err),
+        KW_ERR_INVALID); /* not in the future */
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "temp", NULL, fake_now + 60,
+                                           &k, secret, &err),
                      KW_OK);
     assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
     fake_now += 60;
@@ -204,27 +207,27 @@ static void test_bad_input_is_refused_and_creates_nothing(void **state)
     char long_name[102];
     memset(long_name, 'n', 101);
     long_name[101] = '\0';
-    const char *bad_names[] = {"", "  ", long_name, "a\x01z", "a\x1b[31mred", "bad\xc3(",
-                               "\xed\xa0\x80", NULL};
+    const char *bad_names[] = {"",         "  ",           long_name, "a\x01z", "a\x1b[31mred",
+                               "bad\xc3(", "\xed\xa0\x80", NULL};
     for (const char **n = bad_names; *n; n++) {
         assert_int_equal(
             kw_service_key_create(f->svc, "test", f->acc.id, *n, NULL, 0, &k, secret, &err),
             KW_ERR_INVALID);
         assert_non_null(strstr(err.message, "name"));
     }
-    const char *bad_envs[] = {"", "Production", "prod-1", "1prod", "abcdefghijklmnopq", "root",
-                              NULL};
+    const char *bad_envs[] = {"",     "Production", "prod-1", "1prod", "abcdefghijklmnopq",
+                              "root", NULL};
     for (const char **e = bad_envs; *e; e++) {
         assert_int_equal(
             kw_service_key_create(f->svc, "test", f->acc.id, "ok", *e, 0, &k, secret, &err),
             KW_ERR_INVALID);
         assert_non_null(strstr(err.message, "environment"));
     }
-    assert_int_equal(kw_service_key_create(f->svc, "test", "acc_nope", "ok", NULL, 0, &k, secret,
-                                           &err),
-                     KW_ERR_INVALID);
-    assert_int_equal(kw_service_key_create(f->svc, "test", "acc_0000000000000000000000", "ok",
-                                           NULL, 0, &k, secret, &err),
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", "acc_nope", "ok", NULL, 0, &k, secret, &err),
+        KW_ERR_INVALID);
+    assert_int_equal(kw_service_key_create(f->svc, "test", "acc_0000000000000000000000", "ok", NULL,
+                                           0, &k, secret, &err),
                      KW_ERR_NOT_FOUND);
     kw_key_list list;
     kw_service_key_list(f->svc, f->acc.id, &list, &err);
@@ -248,8 +251,7 @@ static void test_another_accounts_key_is_not_found(void **state)
         kw_service_key_create(f->svc, "test", f->acc.id, "mine", NULL, 0, &k, secret, &err), KW_OK);
     kw_key seen;
     assert_int_equal(kw_service_key_get(f->svc, other.id, k.id, &seen, &err), KW_ERR_NOT_FOUND);
-    assert_int_equal(kw_service_key_delete(f->svc, "test", other.id, k.id, &err),
-                     KW_ERR_NOT_FOUND);
+    assert_int_equal(kw_service_key_delete(f->svc, "test", other.id, k.id, &err), KW_ERR_NOT_FOUND);
     assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
 }
 
@@ -305,9 +307,9 @@ static void test_no_plaintext_reaches_the_database_files(void **state)
     kw_error err;
     for (int i = 0; i < N; i++) {
         kw_key k;
-        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k,
-                                               secrets[i], &err),
-                         KW_OK);
+        assert_int_equal(
+            kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, secrets[i], &err),
+            KW_OK);
         assert_int_equal(verify(f->svc, secrets[i], NULL), KW_VERIFY_VALID);
     }
     kw_service_flush_last_used(f->svc);
@@ -434,8 +436,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_plaintext_reaches_the_database_files, setup,
                                         teardown),
         cmocka_unit_test(test_pepper_rotation_keeps_old_keys),
-        cmocka_unit_test_setup_teardown(test_exposed_pepper_file_refuses_to_start, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exposed_pepper_file_refuses_to_start, setup, teardown),
         cmocka_unit_test(test_bad_config_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

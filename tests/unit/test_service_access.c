@@ -50,8 +50,8 @@ static void test_root_key_lifecycle(void **state)
                      KW_OK);
     assert_memory_equal(secret, "kw_root_", 8);
     assert_memory_equal(rk.id, "rk_", 3);
-    assert_int_equal(
-        kw_service_root_key_authenticate(f->svc, secret, strlen(secret), &who, &err), KW_OK);
+    assert_int_equal(kw_service_root_key_authenticate(f->svc, secret, strlen(secret), &who, &err),
+                     KW_OK);
     assert_string_equal(who.id, rk.id);
 
     kw_root_key_list list;
@@ -71,9 +71,8 @@ static void test_root_key_lifecycle(void **state)
                      KW_ERR_UNAUTHORIZED);
 
     assert_int_equal(kw_service_root_key_delete(f->svc, "cli", rk.id, &err), KW_OK);
-    assert_int_equal(
-        kw_service_root_key_authenticate(f->svc, secret, strlen(secret), &who, &err),
-        KW_ERR_UNAUTHORIZED);
+    assert_int_equal(kw_service_root_key_authenticate(f->svc, secret, strlen(secret), &who, &err),
+                     KW_ERR_UNAUTHORIZED);
     assert_int_equal(kw_service_root_key_delete(f->svc, "cli", rk.id, &err), KW_ERR_NOT_FOUND);
     assert_int_equal(kw_service_root_key_delete(f->svc, "cli", "rk_bad", &err), KW_ERR_INVALID);
     assert_int_equal(kw_service_root_key_authenticate(f->svc, "garbage", 7, &who, &err),
@@ -91,8 +90,8 @@ static void test_users_sign_in_with_argon2id_passwords(void **state)
                      KW_OK);
     assert_string_equal(u.email, "admin@example.com");
     assert_memory_equal(u.id, "usr_", 4);
-    assert_int_equal(
-        kw_service_user_login(f->svc, "admin@example.COM", pw, strlen(pw), &who, &err), KW_OK);
+    assert_int_equal(kw_service_user_login(f->svc, "admin@example.COM", pw, strlen(pw), &who, &err),
+                     KW_OK);
     assert_string_equal(who.id, u.id);
     assert_string_equal(who.account_id, f->acc.id);
 
@@ -100,9 +99,9 @@ static void test_users_sign_in_with_argon2id_passwords(void **state)
     assert_int_equal(
         kw_service_user_login(f->svc, "admin@example.com", "wrong password!", 15, &who, &wrong_pw),
         KW_ERR_UNAUTHORIZED);
-    assert_int_equal(kw_service_user_login(f->svc, "nobody@example.com", pw, strlen(pw), &who,
-                                           &wrong_email),
-                     KW_ERR_UNAUTHORIZED);
+    assert_int_equal(
+        kw_service_user_login(f->svc, "nobody@example.com", pw, strlen(pw), &who, &wrong_email),
+        KW_ERR_UNAUTHORIZED);
     assert_string_equal(wrong_pw.message, wrong_email.message);
     assert_string_equal(who.id, "");
 
@@ -116,9 +115,9 @@ static void test_users_sign_in_with_argon2id_passwords(void **state)
     assert_int_equal(kw_service_user_add(f->svc, "cli", "acc_0000000000000000000000",
                                          "c@example.com", pw, strlen(pw), &u, &err),
                      KW_ERR_NOT_FOUND);
-    assert_int_equal(kw_service_user_add(f->svc, "cli", f->acc.id, "not an email", pw,
-                                         strlen(pw), &u, &err),
-                     KW_ERR_INVALID);
+    assert_int_equal(
+        kw_service_user_add(f->svc, "cli", f->acc.id, "not an email", pw, strlen(pw), &u, &err),
+        KW_ERR_INVALID);
 }
 
 static void test_audit_log_records_who_did_what_without_secrets(void **state)
@@ -127,8 +126,8 @@ static void test_audit_log_records_who_did_what_without_secrets(void **state)
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     kw_error err;
-    kw_service_key_create(f->svc, "root_key:rk_x", f->acc.id, "Vendor A", "staging", 0, &k,
-                          secret, &err);
+    kw_service_key_create(f->svc, "root_key:rk_x", f->acc.id, "Vendor A", "staging", 0, &k, secret,
+                          &err);
     kw_service_key_delete(f->svc, "user:usr_y", f->acc.id, k.id, &err);
     kw_audit_list log;
     assert_int_equal(kw_service_audit_list(f->svc, NULL, 100, &log, &err), KW_OK);

@@ -39,8 +39,20 @@ static void test_bad_names_are_refused_with_the_field_named(void **state)
     char long_name[102];
     memset(long_name, 'a', 101);
     long_name[101] = '\0';
-    const char *bad[] = {"", "   ", "\t\n", long_name, "a\x01" "b", "a\x7f", "a\xc2\x85" "b",
-                         "a\xe2\x80\xae" "b", "bad\xff", "\xc0\xaf", NULL};
+    const char *bad[] = {"",
+                         "   ",
+                         "\t\n",
+                         long_name,
+                         "a\x01"
+                         "b",
+                         "a\x7f",
+                         "a\xc2\x85"
+                         "b",
+                         "a\xe2\x80\xae"
+                         "b",
+                         "bad\xff",
+                         "\xc0\xaf",
+                         NULL};
     for (const char **b = bad; *b; b++) {
         assert_int_equal(kw_validate_name(*b, "name", out, &err), KW_ERR_INVALID);
         assert_int_equal(err.status, KW_ERR_INVALID);
@@ -87,8 +99,9 @@ static void test_emails(void **state)
     assert_int_equal(kw_validate_email("Admin@Example.COM", out, &err), KW_OK);
     assert_string_equal(out, "admin@example.com");
     assert_int_equal(kw_validate_email("admin@localhost", out, &err), KW_OK);
-    const char *bad[] = {"", "a", "@x.com", "a@", "a@b@c", "a b@c.d", "a@b_c.com", "a@.com",
-                         "a@com.", "\xc3\xa9@x.com", NULL};
+    const char *bad[] = {"",        "a",         "@x.com", "a@",     "a@b@c",
+                         "a b@c.d", "a@b_c.com", "a@.com", "a@com.", "\xc3\xa9@x.com",
+                         NULL};
     for (const char **b = bad; *b; b++)
         assert_int_equal(kw_validate_email(*b, out, &err), KW_ERR_INVALID);
 }
