@@ -146,6 +146,17 @@ int kw_cli_emit_table(const kw_cli *cli, const json_t *doc, const char *member,
 int kw_cli_print_secret(const char *s);
 
 /*
+ * Shows a newly created key or root key once: with --json the document
+ * {"<member>": {...}, "secret": "..."}, else the member's `fields` and the
+ * secret on a line of its own, then a warning on stderr that it is shown
+ * only this time. doc may be NULL (out of memory): then nothing is shown
+ * and the message asks to delete object id `id`. Wipes `secret` (of
+ * KW_KEY_BUFSZ bytes) and releases doc in every case. Returns the exit code.
+ */
+int kw_cli_emit_created(const kw_cli *cli, json_t *doc, const char *member,
+                        const char *const *fields, char *secret, const char *id);
+
+/*
  * Reads a secret (`what` names it in messages) from stdin with read(2)
  * into buf: until end of input, or until the end of the first line when
  * stdin is a terminal (then without echo, after printing `prompt`, if not

@@ -58,21 +58,7 @@ int kw_cli_key_create(kw_cli *cli, int argc, char **argv)
         kw_service_close(svc);
         return kw_cli_fail(&err);
     }
-    json_t *doc = kw_json_key_created(&k, secret);
-    if (!doc) {
-        kw_cli_errorf("out of memory; the key was created but cannot be shown: delete %s", k.id);
-        rc = KW_CLI_EXIT_FAIL;
-    } else if (cli->json) {
-        rc = kw_cli_print_json(doc);
-    } else {
-        kw_cli_print_fields(json_object_get(doc, "key"), key_fields);
-        putchar('\n');
-        rc = kw_cli_print_secret(secret);
-    }
-    json_decref(doc);
-    sodium_memzero(secret, sizeof secret);
-    if (rc == KW_CLI_EXIT_OK)
-        kw_cli_errorf("this is the only time the key is shown: store it now.");
+    rc = kw_cli_emit_created(cli, kw_json_key_created(&k, secret), "key", key_fields, secret, k.id);
     kw_service_close(svc);
     return rc;
 }

@@ -85,6 +85,27 @@ int kw_cli_print_secret(const char *s)
     return KW_CLI_EXIT_OK;
 }
 
+int kw_cli_emit_created(const kw_cli *cli, json_t *doc, const char *member,
+                        const char *const *fields, char *secret, const char *id)
+{
+    int rc;
+    if (!doc) {
+        kw_cli_errorf("out of memory; %s was created but cannot be shown: delete it", id);
+        rc = KW_CLI_EXIT_FAIL;
+    } else if (cli->json) {
+        rc = kw_cli_print_json(doc);
+    } else {
+        kw_cli_print_fields(json_object_get(doc, member), fields);
+        putchar('\n');
+        rc = kw_cli_print_secret(secret);
+    }
+    json_decref(doc);
+    sodium_memzero(secret, KW_KEY_BUFSZ);
+    if (rc == KW_CLI_EXIT_OK)
+        kw_cli_errorf("this is the only time the secret is shown: store it now.");
+    return rc;
+}
+
 /* How a member reads in human output; buf holds numbers. */
 static const char *display(const char *field, const json_t *v, char buf[32])
 {

@@ -229,6 +229,16 @@ kw_status kw_service_ping(kw_service *svc)
     return svc->store->ops->ping(svc->store);
 }
 
+uint32_t kw_service_mint(const kw_service *svc, const char *environment, char secret[KW_KEY_BUFSZ],
+                         char masked[KW_MASKED_BUFSZ], uint8_t hash[KW_HASH_BYTES])
+{
+    kw_keyfmt_generate(svc->prefix, environment, secret);
+    size_t len = strlen(secret);
+    kw_keyfmt_mask(secret, len, masked);
+    kw_pepper_hash(svc->pepper, 0, secret, len, hash);
+    return kw_pepper_version(svc->pepper, 0);
+}
+
 /* ---- accounts ---- */
 
 kw_status kw_service_account_create(kw_service *svc, const char *actor, const char *name,
@@ -301,13 +311,9 @@ kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *
      * secret turns even that into a success. */
     for (int attempt = 0; attempt < 2; attempt++) {
         uint8_t hash[KW_HASH_BYTES];
-        kw_keyfmt_generate(svc->prefix, environment, secret);
-        size_t len = strlen(secret);
-        kw_keyfmt_mask(secret, len, out->masked);
-        kw_pepper_hash(svc->pepper, 0, secret, len, hash);
+        uint32_t version = kw_service_mint(svc, environment, secret, out->masked, hash);
         kw_id_new("key", out->id);
-        st = svc->store->ops->key_insert(svc->store, out, hash, kw_pepper_version(svc->pepper, 0),
-                                         svc->max_keys, now, &au);
+        st = svc->store->ops->key_insert(svc->store, out, hash, version, svc->max_keys, now, &au);
         if (st != KW_ERR_CONFLICT)
             break;
     }

@@ -28,13 +28,9 @@ kw_status kw_service_root_key_create(kw_service *svc, const char *actor, const c
     kw_audit au = {out->created_at, actor, "root_key.create"};
     for (int attempt = 0; attempt < 2; attempt++) {
         uint8_t hash[KW_HASH_BYTES];
-        kw_keyfmt_generate(svc->prefix, KW_ROOT_ENVIRONMENT, secret);
-        size_t len = strlen(secret);
-        kw_keyfmt_mask(secret, len, out->masked);
-        kw_pepper_hash(svc->pepper, 0, secret, len, hash);
+        uint32_t version = kw_service_mint(svc, KW_ROOT_ENVIRONMENT, secret, out->masked, hash);
         kw_id_new("rk", out->id);
-        st = svc->store->ops->root_key_insert(svc->store, out, hash,
-                                              kw_pepper_version(svc->pepper, 0), &au);
+        st = svc->store->ops->root_key_insert(svc->store, out, hash, version, &au);
         if (st != KW_ERR_CONFLICT)
             break;
     }

@@ -31,6 +31,14 @@ struct kw_service {
     pthread_cond_t cv;
 };
 
+/*
+ * Writes a fresh key of `environment` into secret, its masked form into
+ * masked and its hash under the current pepper into hash; returns the
+ * pepper version the hash was made with. The caller wipes secret.
+ */
+uint32_t kw_service_mint(const kw_service *svc, const char *environment, char secret[KW_KEY_BUFSZ],
+                         char masked[KW_MASKED_BUFSZ], uint8_t hash[KW_HASH_BYTES]);
+
 /* Maps a store failure to a caller-safe sentence (no internals). */
 kw_status kw_service_store_error(kw_status st, const char *what, kw_error *err);
 
