@@ -5,13 +5,14 @@
 #   make test-sanitize  only the sanitizer run
 #   make bench          benchmarks, as ratios against a reference measured in the same run
 #   make lint           clang-format check, cppcheck, clang-tidy
+#   make fuzz           libFuzzer + ASan/UBSan on every user-input parser (FUZZ_SECONDS, 60)
 #   make format         apply .clang-format to every C file
 
 BUILD      ?= build
 BUILD_SAN  ?= build-sanitize
 DATA_DIR   ?= ./var
 
-.PHONY: all deps build run test test-plain test-sanitize bench lint format format-check clean
+.PHONY: all deps build run test test-plain test-sanitize bench lint fuzz format format-check clean
 
 all: build
 
@@ -42,6 +43,10 @@ test-sanitize:
 
 bench: build
 	@scripts/bench.sh $(BUILD)
+
+fuzz:
+	@scripts/deps.sh fuzz
+	@scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
 lint:
 	@scripts/deps.sh test

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages keyward needs to build and test.
 #
-# Usage: scripts/deps.sh [build|test]
+# Usage: scripts/deps.sh [build|test|fuzz]
 #   build  compiler, Meson, Ninja and the libraries keyward links against
 #   test   build, plus cmocka (unit tests), python3 (black-box tests) and the
 #          linters clang-format, clang-tidy and cppcheck
+#   fuzz   build, plus clang and its libFuzzer runtime
 #
 # Run as root, it installs whatever is missing with apt-get. Run as another
 # user, it installs nothing and prints the exact command to run instead.
@@ -15,8 +16,9 @@ pkgs="gcc pkg-config meson ninja-build libsodium-dev libmicrohttpd-dev libjansso
 case "$profile" in
 build) ;;
 test) pkgs="$pkgs libcmocka-dev python3 clang-format clang-tidy cppcheck" ;;
+fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 *)
-	echo "usage: scripts/deps.sh [build|test]" >&2
+	echo "usage: scripts/deps.sh [build|test|fuzz]" >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,84 @@
+/*
+ * fuzz_input - libFuzzer target for everything keyward parses from users:
+ * keys (kw_keyfmt_parse), names, environments and emails (validate.c), and
+ * pepper keyring text (kw_pepper_load). It checks invariants, not just the
+ * absence of crashes: whatever is accepted must be well-formed.
+ *
+ * Run with `make fuzz` (FUZZ_SECONDS per run, default 60).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "core/keyfmt.h"
+#include "core/pepper.h"
+#include "core/validate.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_key(const char *s, size_t n)
+{
+    kw_keyfmt_parts parts;
+    if (!kw_keyfmt_parse(s, n, NULL, &parts))
+        return;
+    /* Accepted: prefix_env_ then exactly 49 base62 characters. */
+    if (parts.prefix_len + 1 + parts.environment_len + 1 + 49 != n ||
+        !kw_keyfmt_environment_valid(parts.environment, parts.environment_len))
+        abort();
+    char masked[48];
+    kw_keyfmt_mask(s, n, masked);
+    if (strlen(masked) >= sizeof masked || strcmp(masked, "invalid") == 0)
+        abort();
+}
+
+static void check_name(const char *s)
+{
+    char out[KW_NAME_BUFSZ];
+    if (kw_validate_name(s, "name", out, NULL) != KW_OK)
+        return;
+    size_t n = strlen(out);
+    if (n == 0 || n > KW_NAME_MAX * 4 || !kw_utf8_valid(out, n) || out[0] == ' ' ||
+        out[n - 1] == ' ' || strstr(s, out) == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+            abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int ready;
+    if (!ready) {
+        if (sodium_init() < 0)
+            abort();
+        ready = 1;
+    }
+    char *s = malloc(size + 1);
+    if (!s)
+        return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+
+    check_key(s, size);
+    check_name(s);
+    char email[KW_EMAIL_BUFSZ];
+    if (kw_validate_email(s, email, NULL) == KW_OK && strlen(email) != strlen(s))
+        abort();
+    if (kw_validate_environment(s, NULL) == KW_OK &&
+        !kw_keyfmt_environment_valid(s, strlen(s)))
+        abort();
+    kw_pepper *p = NULL;
+    if (kw_pepper_load(NULL, s, false, &p, NULL) == KW_OK) {
+        if (kw_pepper_count(p) == 0 || kw_pepper_count(p) > KW_PEPPER_VERSIONS)
+            abort();
+        for (size_t i = 1; i < kw_pepper_count(p); i++)
+            if (kw_pepper_version(p, i) >= kw_pepper_version(p, i - 1))
+                abort();
+        kw_pepper_free(p);
+    }
+    sodium_memzero(s, size);
+    free(s);
+    return 0;
+}
