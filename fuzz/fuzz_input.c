@@ -66,8 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char email[KW_EMAIL_BUFSZ];
     if (kw_validate_email(s, email, NULL) == KW_OK && strlen(email) != strlen(s))
         abort();
-    if (kw_validate_environment(s, NULL) == KW_OK &&
-        !kw_keyfmt_environment_valid(s, strlen(s)))
+    if (kw_validate_environment(s, NULL) == KW_OK && !kw_keyfmt_environment_valid(s, strlen(s)))
         abort();
     kw_pepper *p = NULL;
     if (kw_pepper_load(NULL, s, false, &p, NULL) == KW_OK) {
