@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "core/service.h"
+#include "core/service_internal.h" /* white box: to count store lookups */
 #include "testutil.h"
 
 static int64_t fake_now = 1795741323;
@@ -278,6 +279,46 @@ static void test_malformed_keys(void **state)
     assert_int_equal(verify(f->svc, forged, NULL), KW_VERIFY_MALFORMED);
 }
 
+static const kw_store_ops *real_ops;
+static int lookups;
+
+static kw_status on_counted_key_find(kw_store *s, const uint8_t hash[KW_HASH_BYTES],
+                                     uint32_t pepper_version, kw_key *out)
+{
+    lookups++;
+    return real_ops->key_find(s, hash, pepper_version, out);
+}
+
+static void test_malformed_keys_never_reach_the_store(void **state)
+{
+    fixture *f = *state;
+    static kw_store_ops counted;
+    real_ops = f->svc->store->ops;
+    counted = *real_ops;
+    counted.key_find = on_counted_key_find;
+    f->svc->store->ops = &counted;
+    lookups = 0;
+
+    char key[KW_KEY_BUFSZ];
+    kw_keyfmt_generate("kw", "production", key);
+    size_t len = strlen(key);
+    for (size_t i = 0; i < len; i++) {
+        char bad[KW_KEY_BUFSZ];
+        memcpy(bad, key, len + 1);
+        bad[i] = bad[i] == 'x' ? 'y' : 'x';
+        assert_int_equal(verify(f->svc, bad, NULL), KW_VERIFY_MALFORMED);
+    }
+    assert_int_equal(verify(f->svc, "kw_production_", NULL), KW_VERIFY_MALFORMED);
+    assert_int_equal(lookups, 0);
+    kw_keyfmt_generate("kw", "root", key); /* a root key is no account key */
+    assert_int_equal(verify(f->svc, key, NULL), KW_VERIFY_NOT_FOUND);
+    assert_int_equal(lookups, 0);
+    kw_keyfmt_generate("kw", "staging", key); /* well-formed: one indexed lookup */
+    assert_int_equal(verify(f->svc, key, NULL), KW_VERIFY_NOT_FOUND);
+    assert_int_equal(lookups, 1);
+    f->svc->store->ops = real_ops;
+}
+
 static void test_last_used_is_written_in_batches(void **state)
 {
     fixture *f = *state;
@@ -432,6 +473,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_another_accounts_key_is_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_keys_never_reach_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_used_is_written_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_plaintext_reaches_the_database_files, setup,
                                         teardown),
