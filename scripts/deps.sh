@@ -12,7 +12,7 @@
 set -eu
 
 profile=${1:-build}
-pkgs="gcc pkg-config meson ninja-build libsodium-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev zlib1g-dev"
+pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev zlib1g-dev"
 case "$profile" in
 build) ;;
 test) pkgs="$pkgs libcmocka-dev python3 clang-format clang-tidy cppcheck" ;;
