@@ -296,9 +296,32 @@ static kw_status list_rows(kw_store *base, int q, row_reader read, size_t elem, 
 }
 
 /*
+ * Opens a write transaction on a pooled connection: on KW_OK *c is in
+ * BEGIN IMMEDIATE and must be passed to tx_close; on failure nothing is held.
+ */
+static kw_status tx_open(kw_store *base, kw_sqlite_conn **c)
+{
+    kw_status status = kw_sqlite_acquire(STORE(base), c);
+    if (status != KW_OK)
+        return status;
+    status = kw_sqlite_begin(*c);
+    if (status != KW_OK)
+        kw_sqlite_release(STORE(base), *c);
+    return status;
+}
+
+/* Commits when status is KW_OK, else rolls back; releases c; returns the final status. */
+static kw_status tx_close(kw_store *base, kw_sqlite_conn *c, kw_status status)
+{
+    status = kw_sqlite_end(c, status);
+    kw_sqlite_release(STORE(base), c);
+    return status;
+}
+
+/*
  * The operations below share one shape: take a connection, run the
- * statements, give it back. Mutations wrap their statements and their audit
- * entry in kw_sqlite_begin/kw_sqlite_end.
+ * statements, give it back. Mutations run between tx_open and tx_close,
+ * their audit entry included.
  */
 
 static kw_status op_migrate(kw_store *base, int *version, kw_error *err)
@@ -326,18 +349,13 @@ static kw_status op_ping(kw_store *base)
 static kw_status op_account_insert(kw_store *base, const kw_account *a, const kw_audit *au)
 {
     kw_sqlite_conn *c;
-    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    status = kw_sqlite_begin(c);
-    if (status == KW_OK) {
-        status = kw_sqlite_exec(c, Q_ACCOUNT_INSERT, "tti", a->id, a->name, a->created_at);
-        if (status == KW_OK)
-            status = audit(c, au, a->id, NULL, NULL);
-        status = kw_sqlite_end(c, status);
-    }
-    kw_sqlite_release(STORE(base), c);
-    return status;
+    status = kw_sqlite_exec(c, Q_ACCOUNT_INSERT, "tti", a->id, a->name, a->created_at);
+    if (status == KW_OK)
+        status = audit(c, au, a->id, NULL, NULL);
+    return tx_close(base, c, status);
 }
 
 static kw_status op_account_get(kw_store *base, const char *id, kw_account *out)
@@ -363,25 +381,19 @@ static kw_status op_key_insert(kw_store *base, const kw_key *k, const uint8_t ha
                                uint32_t pepper_version, int limit, int64_t now, const kw_audit *au)
 {
     kw_sqlite_conn *c;
-    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    status = kw_sqlite_begin(c);
-    if (status == KW_OK) {
-        status = account_exists(c, k->account_id);
-        if (status == KW_OK)
-            status =
-                kw_sqlite_exec(c, Q_KEY_INSERT, "ttttthiiooii", k->id, k->account_id, k->name,
-                               k->environment, k->masked, hash, (int64_t)pepper_version,
-                               k->created_at, k->last_used_at, k->expires_at, now, (int64_t)limit);
-        if (status == KW_OK && sqlite3_changes(c->db) == 0)
-            status = KW_ERR_LIMIT;
-        if (status == KW_OK)
-            status = audit(c, au, k->account_id, k->id, k->name);
-        status = kw_sqlite_end(c, status);
-    }
-    kw_sqlite_release(STORE(base), c);
-    return status;
+    status = account_exists(c, k->account_id);
+    if (status == KW_OK)
+        status = kw_sqlite_exec(c, Q_KEY_INSERT, "ttttthiiooii", k->id, k->account_id, k->name,
+                                k->environment, k->masked, hash, (int64_t)pepper_version,
+                                k->created_at, k->last_used_at, k->expires_at, now, (int64_t)limit);
+    if (status == KW_OK && sqlite3_changes(c->db) == 0)
+        status = KW_ERR_LIMIT;
+    if (status == KW_OK)
+        status = audit(c, au, k->account_id, k->id, k->name);
+    return tx_close(base, c, status);
 }
 
 /* active_count is counted from the rows read, so it agrees with the list. */
@@ -412,24 +424,19 @@ static kw_status delete_row(kw_store *base, int name_q, int delete_q, const char
                             const char *id, const kw_audit *au)
 {
     kw_sqlite_conn *c;
-    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    status = kw_sqlite_begin(c);
-    if (status == KW_OK) {
-        char name[KW_NAME_BUFSZ];
-        sqlite3_stmt *st;
-        int rc = account_id ? kw_sqlite_run(c, name_q, &st, "tt", id, account_id)
-                            : kw_sqlite_run(c, name_q, &st, "t", id);
-        status = read_one(st, rc, read_name, name);
-        if (status == KW_OK)
-            status = kw_sqlite_exec(c, delete_q, "t", id);
-        if (status == KW_OK)
-            status = audit(c, au, account_id, id, name);
-        status = kw_sqlite_end(c, status);
-    }
-    kw_sqlite_release(STORE(base), c);
-    return status;
+    char name[KW_NAME_BUFSZ];
+    sqlite3_stmt *st;
+    int rc = account_id ? kw_sqlite_run(c, name_q, &st, "tt", id, account_id)
+                        : kw_sqlite_run(c, name_q, &st, "t", id);
+    status = read_one(st, rc, read_name, name);
+    if (status == KW_OK)
+        status = kw_sqlite_exec(c, delete_q, "t", id);
+    if (status == KW_OK)
+        status = audit(c, au, account_id, id, name);
+    return tx_close(base, c, status);
 }
 
 static kw_status op_key_delete(kw_store *base, const char *account_id, const char *key_id,
@@ -450,22 +457,17 @@ static kw_status op_touch(kw_store *base, const kw_touch *items, size_t count)
     if (count == 0)
         return KW_OK;
     kw_sqlite_conn *c;
-    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    status = kw_sqlite_begin(c);
-    if (status == KW_OK) {
-        for (size_t i = 0; i < count && status == KW_OK; i++) {
-            const kw_touch *t = &items[i];
-            if (strncmp(t->id, "key_", 4) == 0)
-                status = kw_sqlite_exec(c, Q_KEY_TOUCH, "ti", t->id, t->at);
-            else if (strncmp(t->id, "rk_", 3) == 0)
-                status = kw_sqlite_exec(c, Q_ROOT_TOUCH, "ti", t->id, t->at);
-        }
-        status = kw_sqlite_end(c, status);
+    for (size_t i = 0; i < count && status == KW_OK; i++) {
+        const kw_touch *t = &items[i];
+        if (strncmp(t->id, "key_", 4) == 0)
+            status = kw_sqlite_exec(c, Q_KEY_TOUCH, "ti", t->id, t->at);
+        else if (strncmp(t->id, "rk_", 3) == 0)
+            status = kw_sqlite_exec(c, Q_ROOT_TOUCH, "ti", t->id, t->at);
     }
-    kw_sqlite_release(STORE(base), c);
-    return status;
+    return tx_close(base, c, status);
 }
 
 static kw_status op_root_key_insert(kw_store *base, const kw_root_key *rk,
@@ -473,19 +475,14 @@ static kw_status op_root_key_insert(kw_store *base, const kw_root_key *rk,
                                     const kw_audit *au)
 {
     kw_sqlite_conn *c;
-    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    status = kw_sqlite_begin(c);
-    if (status == KW_OK) {
-        status = kw_sqlite_exec(c, Q_ROOT_INSERT, "ttthiio", rk->id, rk->name, rk->masked, hash,
-                                (int64_t)pepper_version, rk->created_at, rk->last_used_at);
-        if (status == KW_OK)
-            status = audit(c, au, NULL, rk->id, rk->name);
-        status = kw_sqlite_end(c, status);
-    }
-    kw_sqlite_release(STORE(base), c);
-    return status;
+    status = kw_sqlite_exec(c, Q_ROOT_INSERT, "ttthiio", rk->id, rk->name, rk->masked, hash,
+                            (int64_t)pepper_version, rk->created_at, rk->last_used_at);
+    if (status == KW_OK)
+        status = audit(c, au, NULL, rk->id, rk->name);
+    return tx_close(base, c, status);
 }
 
 static kw_status op_root_key_list(kw_store *base, kw_root_key_list *out)
@@ -513,21 +510,16 @@ static kw_status op_user_insert(kw_store *base, const kw_user *u, const char *pa
                                 const kw_audit *au)
 {
     kw_sqlite_conn *c;
-    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    status = kw_sqlite_begin(c);
-    if (status == KW_OK) {
-        status = account_exists(c, u->account_id);
-        if (status == KW_OK)
-            status = kw_sqlite_exec(c, Q_USER_INSERT, "tttti", u->id, u->account_id, u->email,
-                                    password_hash, u->created_at);
-        if (status == KW_OK)
-            status = audit(c, au, u->account_id, NULL, NULL);
-        status = kw_sqlite_end(c, status);
-    }
-    kw_sqlite_release(STORE(base), c);
-    return status;
+    status = account_exists(c, u->account_id);
+    if (status == KW_OK)
+        status = kw_sqlite_exec(c, Q_USER_INSERT, "tttti", u->id, u->account_id, u->email,
+                                password_hash, u->created_at);
+    if (status == KW_OK)
+        status = audit(c, au, u->account_id, NULL, NULL);
+    return tx_close(base, c, status);
 }
 
 static kw_status op_user_find_by_email(kw_store *base, const char *email, kw_user *out,
@@ -574,26 +566,21 @@ static kw_status op_pepper_check(kw_store *base, uint32_t version,
                                  const uint8_t check[KW_HASH_BYTES])
 {
     kw_sqlite_conn *c;
-    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    status = kw_sqlite_begin(c);
-    if (status == KW_OK) {
-        status = kw_sqlite_exec(c, Q_PEPPER_CHECK_INSERT, "ih", (int64_t)version, check);
-        sqlite3_stmt *st = NULL;
-        int rc = status == KW_OK ? kw_sqlite_run(c, Q_PEPPER_CHECK_GET, &st, "i", (int64_t)version)
-                                 : SQLITE_OK;
-        if (status == KW_OK && rc != SQLITE_ROW)
-            status = rc == SQLITE_DONE ? KW_ERR_INTERNAL : kw_sqlite_status(rc);
-        else if (status == KW_OK && (sqlite3_column_bytes(st, 0) != KW_HASH_BYTES ||
-                                     memcmp(sqlite3_column_blob(st, 0), check, KW_HASH_BYTES) != 0))
-            status = KW_ERR_CONFLICT;
-        kw_sqlite_done(st);
-        /* A mismatch changed nothing; commit only a first-time insert. */
-        status = kw_sqlite_end(c, status);
-    }
-    kw_sqlite_release(STORE(base), c);
-    return status;
+    status = kw_sqlite_exec(c, Q_PEPPER_CHECK_INSERT, "ih", (int64_t)version, check);
+    sqlite3_stmt *st = NULL;
+    int rc = status == KW_OK ? kw_sqlite_run(c, Q_PEPPER_CHECK_GET, &st, "i", (int64_t)version)
+                             : SQLITE_OK;
+    if (status == KW_OK && rc != SQLITE_ROW)
+        status = rc == SQLITE_DONE ? KW_ERR_INTERNAL : kw_sqlite_status(rc);
+    else if (status == KW_OK && (sqlite3_column_bytes(st, 0) != KW_HASH_BYTES ||
+                                 memcmp(sqlite3_column_blob(st, 0), check, KW_HASH_BYTES) != 0))
+        status = KW_ERR_CONFLICT;
+    kw_sqlite_done(st);
+    /* A mismatch changed nothing; commit only a first-time insert. */
+    return tx_close(base, c, status);
 }
 
 static void op_close(kw_store *base)

@@ -129,7 +129,6 @@ static void test_mask_shows_prefix_environment_and_eight_characters(void **state
     assert_string_equal(masked, expect);
     /* The masked form is not a key and holds no run of the secret longer than 4. */
     assert_false(kw_keyfmt_parse(masked, strlen(masked), NULL, NULL));
-    assert_null(strstr(masked, "_\x01"));
     char five[6];
     memcpy(five, key + 11, 5);
     five[5] = '\0';
