@@ -12,19 +12,9 @@
 #include "cli/cli.h"
 #include "core/json.h"
 
-#define PASSWORD_MAX       1024
-#define GENERATED_PASSWORD 24 /* base62 characters: 142 bits */
+#define PASSWORD_MAX 1024
 
 static const char *const user_fields[] = {"id", "email", "account_id", "created_at", NULL};
-
-/* Writes a random base62 password of GENERATED_PASSWORD characters to out. */
-static void generate_password(char out[GENERATED_PASSWORD + 1])
-{
-    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    for (size_t i = 0; i < GENERATED_PASSWORD; i++)
-        out[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
-    out[GENERATED_PASSWORD] = '\0';
-}
 
 /*
  * Prints the new user, and the password when it was generated (then it is
@@ -84,8 +74,8 @@ int kw_cli_user_add(kw_cli *cli, int argc, char **argv)
         st = kw_cli_read_secret("password", NULL, password, sizeof password, &len, &err);
     const bool generated = st == KW_OK && len == 0;
     if (generated) {
-        generate_password(password);
-        len = GENERATED_PASSWORD;
+        kw_service_generate_password(password);
+        len = KW_GENERATED_PASSWORD_LEN;
     }
     kw_user u;
     if (st == KW_OK)

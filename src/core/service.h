@@ -109,6 +109,28 @@ kw_status kw_service_user_add(kw_service *svc, const char *actor, const char *ac
 kw_status kw_service_user_login(kw_service *svc, const char *email, const char *password,
                                 size_t len, kw_user *out, kw_error *err);
 
+/* Length of a generated password: base62 characters, 142 bits. */
+#define KW_GENERATED_PASSWORD_LEN 24
+
+/* Writes a random password of KW_GENERATED_PASSWORD_LEN base62 characters and a NUL. */
+void kw_service_generate_password(char out[KW_GENERATED_PASSWORD_LEN + 1]);
+
+/*
+ * First run: when the store holds no account and no root key, creates the
+ * account "Default", the console user admin@localhost with a generated
+ * password, and a root key, all in one transaction. The password and the
+ * root key are written to `password` and `root_secret`, the only copies:
+ * the caller shows them once and wipes them. Returns KW_ERR_CONFLICT, and
+ * creates nothing, when the store is not empty (another node may have
+ * bootstrapped it first).
+ */
+kw_status kw_service_bootstrap(kw_service *svc, kw_account *account, kw_user *user,
+                               char password[KW_GENERATED_PASSWORD_LEN + 1], kw_root_key *root_key,
+                               char root_secret[KW_KEY_BUFSZ], kw_error *err);
+
+/* The number of unexpired keys of all accounts. */
+kw_status kw_service_key_count_active(kw_service *svc, int64_t *count, kw_error *err);
+
 kw_status kw_service_audit_list(kw_service *svc, const char *account_id, size_t limit,
                                 kw_audit_list *out, kw_error *err);
 

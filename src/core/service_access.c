@@ -152,6 +152,65 @@ kw_status kw_service_user_login(kw_service *svc, const char *email, const char *
     return KW_OK;
 }
 
+void kw_service_generate_password(char out[KW_GENERATED_PASSWORD_LEN + 1])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    for (size_t i = 0; i < KW_GENERATED_PASSWORD_LEN; i++)
+        out[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+    out[KW_GENERATED_PASSWORD_LEN] = '\0';
+}
+
+kw_status kw_service_bootstrap(kw_service *svc, kw_account *account, kw_user *user,
+                               char password[KW_GENERATED_PASSWORD_LEN + 1], kw_root_key *root_key,
+                               char root_secret[KW_KEY_BUFSZ], kw_error *err)
+{
+    memset(account, 0, sizeof *account);
+    memset(user, 0, sizeof *user);
+    memset(root_key, 0, sizeof *root_key);
+    int64_t now = kw_service_now(svc);
+    kw_id_new("acc", account->id);
+    snprintf(account->name, sizeof account->name, "Default");
+    account->created_at = now;
+    account->key_limit = svc->max_keys;
+    kw_id_new("usr", user->id);
+    snprintf(user->account_id, sizeof user->account_id, "%s", account->id);
+    snprintf(user->email, sizeof user->email, "admin@localhost");
+    user->created_at = now;
+    kw_id_new("rk", root_key->id);
+    snprintf(root_key->name, sizeof root_key->name, "first run");
+    root_key->created_at = now;
+
+    kw_service_generate_password(password);
+    char hash[crypto_pwhash_STRBYTES];
+    if (crypto_pwhash_str(hash, password, KW_GENERATED_PASSWORD_LEN,
+                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+        sodium_memzero(password, KW_GENERATED_PASSWORD_LEN + 1);
+        return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory while hashing the password.");
+    }
+    uint8_t rk_hash[KW_HASH_BYTES];
+    uint32_t version =
+        kw_service_mint(svc, KW_ROOT_ENVIRONMENT, root_secret, root_key->masked, rk_hash);
+    kw_audit au = {now, "first-run", "bootstrap"};
+    kw_status st = svc->store->ops->bootstrap(svc->store, account, user, hash, root_key, rk_hash,
+                                              version, &au);
+    sodium_memzero(hash, sizeof hash);
+    if (st == KW_OK)
+        return KW_OK;
+    sodium_memzero(password, KW_GENERATED_PASSWORD_LEN + 1);
+    sodium_memzero(root_secret, KW_KEY_BUFSZ);
+    if (st == KW_ERR_CONFLICT)
+        return kw_error_set(err, st, "The store is not empty.");
+    return kw_service_store_error(st, "preparing the first run", err);
+}
+
+kw_status kw_service_key_count_active(kw_service *svc, int64_t *count, kw_error *err)
+{
+    *count = 0;
+    kw_status st = svc->store->ops->key_count_active(svc->store, kw_service_now(svc), count);
+    return st == KW_OK ? KW_OK : kw_service_store_error(st, "counting keys", err);
+}
+
 kw_status kw_service_audit_list(kw_service *svc, const char *account_id, size_t limit,
                                 kw_audit_list *out, kw_error *err)
 {

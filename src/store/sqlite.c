@@ -51,6 +51,8 @@ enum {
     Q_USER_FIND,
     Q_PEPPER_CHECK_INSERT,
     Q_PEPPER_CHECK_GET,
+    Q_KEY_COUNT_ACTIVE,
+    Q_STORE_EMPTY,
     Q_COUNT
 };
 
@@ -97,6 +99,10 @@ static const char *const query_sql[Q_COUNT] = {
     [Q_PEPPER_CHECK_INSERT] = "INSERT OR IGNORE INTO pepper_checks(version, check_value, "
                               "created_at) VALUES (?1, ?2, strftime('%s', 'now'))",
     [Q_PEPPER_CHECK_GET] = "SELECT check_value FROM pepper_checks WHERE version = ?1",
+    [Q_KEY_COUNT_ACTIVE] =
+        "SELECT count(*) FROM api_keys WHERE expires_at IS NULL OR expires_at > ?1",
+    [Q_STORE_EMPTY] = "SELECT NOT EXISTS (SELECT 1 FROM accounts) AND "
+                      "NOT EXISTS (SELECT 1 FROM root_keys)",
 };
 
 typedef struct {
@@ -583,6 +589,57 @@ static kw_status op_pepper_check(kw_store *base, uint32_t version,
     return tx_close(base, c, status);
 }
 
+/* Reads the one integer a counting query answers. */
+static bool read_count(sqlite3_stmt *st, void *item)
+{
+    *(int64_t *)item = sqlite3_column_int64(st, 0);
+    return true;
+}
+
+static kw_status op_key_count_active(kw_store *base, int64_t now, int64_t *count)
+{
+    return lookup(base, Q_KEY_COUNT_ACTIVE, read_count, count, "i", now);
+}
+
+static kw_status op_bootstrap(kw_store *base, const kw_account *a, const kw_user *u,
+                              const char *password_hash, const kw_root_key *rk,
+                              const uint8_t rk_hash[KW_HASH_BYTES], uint32_t pepper_version,
+                              const kw_audit *au)
+{
+    kw_sqlite_conn *c;
+    kw_status status = tx_open(base, &c);
+    if (status != KW_OK)
+        return status;
+    sqlite3_stmt *st;
+    int rc = kw_sqlite_run(c, Q_STORE_EMPTY, &st, "");
+    int64_t empty = 0;
+    status = read_one(st, rc, read_count, &empty);
+    if (status == KW_OK && !empty)
+        status = KW_ERR_CONFLICT;
+    kw_audit step = *au;
+    if (status == KW_OK) {
+        status = kw_sqlite_exec(c, Q_ACCOUNT_INSERT, "tti", a->id, a->name, a->created_at);
+        step.action = "account.create";
+        if (status == KW_OK)
+            status = audit(c, &step, a->id, NULL, NULL);
+    }
+    if (status == KW_OK) {
+        status = kw_sqlite_exec(c, Q_USER_INSERT, "tttti", u->id, u->account_id, u->email,
+                                password_hash, u->created_at);
+        step.action = "user.add";
+        if (status == KW_OK)
+            status = audit(c, &step, u->account_id, NULL, NULL);
+    }
+    if (status == KW_OK) {
+        status = kw_sqlite_exec(c, Q_ROOT_INSERT, "ttthiio", rk->id, rk->name, rk->masked, rk_hash,
+                                (int64_t)pepper_version, rk->created_at, rk->last_used_at);
+        step.action = "root_key.create";
+        if (status == KW_OK)
+            status = audit(c, &step, NULL, rk->id, rk->name);
+    }
+    return tx_close(base, c, status);
+}
+
 static void op_close(kw_store *base)
 {
     if (!base)
@@ -612,6 +669,8 @@ static const kw_store_ops sqlite_ops = {
     .user_find_by_email = op_user_find_by_email,
     .pepper_check = op_pepper_check,
     .audit_list = op_audit_list,
+    .key_count_active = op_key_count_active,
+    .bootstrap = op_bootstrap,
 };
 
 /*

@@ -93,6 +93,21 @@ typedef struct kw_store_ops {
 
     /* Audit entries, newest first, of one account (or all when account_id is NULL). */
     kw_status (*audit_list)(kw_store *s, const char *account_id, size_t limit, kw_audit_list *out);
+
+    /* Counts the keys of all accounts that are unexpired at `now` (for metrics). */
+    kw_status (*key_count_active)(kw_store *s, int64_t now, int64_t *count);
+
+    /*
+     * First run: inserts the account, its console user and the root key in
+     * one transaction if the store holds no account and no root key yet,
+     * else returns KW_ERR_CONFLICT and writes nothing. Atomic across
+     * processes and nodes, so exactly one of several nodes starting on an
+     * empty store bootstraps it.
+     */
+    kw_status (*bootstrap)(kw_store *s, const kw_account *a, const kw_user *u,
+                           const char *password_hash, const kw_root_key *rk,
+                           const uint8_t rk_hash[KW_HASH_BYTES], uint32_t pepper_version,
+                           const kw_audit *au);
 } kw_store_ops;
 
 struct kw_store {

@@ -40,6 +40,61 @@ static int teardown(void **state)
     return 0;
 }
 
+static void test_first_run_bootstraps_only_an_empty_store(void **state)
+{
+    (void)state;
+    char *dir;
+    kw_service *svc = tu_service(&dir);
+    kw_account acc;
+    kw_user user, signed_in;
+    kw_root_key rk, authed;
+    char password[KW_GENERATED_PASSWORD_LEN + 1];
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    assert_int_equal(kw_service_bootstrap(svc, &acc, &user, password, &rk, secret, &err), KW_OK);
+    assert_string_equal(acc.name, "Default");
+    assert_string_equal(user.email, "admin@localhost");
+    assert_string_equal(user.account_id, acc.id);
+    assert_int_equal(strlen(password), KW_GENERATED_PASSWORD_LEN);
+    assert_int_equal(
+        kw_service_user_login(svc, "admin@localhost", password, strlen(password), &signed_in, &err),
+        KW_OK);
+    assert_int_equal(kw_service_root_key_authenticate(svc, secret, strlen(secret), &authed, &err),
+                     KW_OK);
+    assert_string_equal(authed.id, rk.id);
+
+    /* A second start, or a second node, finds the store in use and adds nothing. */
+    kw_account acc2;
+    kw_user user2;
+    kw_root_key rk2;
+    char password2[KW_GENERATED_PASSWORD_LEN + 1];
+    char secret2[KW_KEY_BUFSZ];
+    assert_int_equal(kw_service_bootstrap(svc, &acc2, &user2, password2, &rk2, secret2, &err),
+                     KW_ERR_CONFLICT);
+    assert_string_equal(password2, "");
+    assert_string_equal(secret2, "");
+    kw_account_list accounts;
+    assert_int_equal(kw_service_account_list(svc, &accounts, &err), KW_OK);
+    assert_int_equal(accounts.count, 1);
+    kw_account_list_free(&accounts);
+    kw_root_key_list roots;
+    assert_int_equal(kw_service_root_key_list(svc, &roots, &err), KW_OK);
+    assert_int_equal(roots.count, 1);
+    kw_root_key_list_free(&roots);
+
+    int64_t active = -1;
+    assert_int_equal(kw_service_key_count_active(svc, &active, &err), KW_OK);
+    assert_int_equal(active, 0);
+    kw_key key;
+    assert_int_equal(
+        kw_service_key_create(svc, "test", acc.id, "CRM", NULL, 0, &key, secret2, &err), KW_OK);
+    assert_int_equal(kw_service_key_count_active(svc, &active, &err), KW_OK);
+    assert_int_equal(active, 1);
+    kw_service_close(svc);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void test_root_key_lifecycle(void **state)
 {
     fixture *f = *state;
@@ -150,6 +205,7 @@ static void test_audit_log_records_who_did_what_without_secrets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_run_bootstraps_only_an_empty_store),
         cmocka_unit_test_setup_teardown(test_root_key_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_sign_in_with_argon2id_passwords, setup,
                                         teardown),
