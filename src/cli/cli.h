@@ -31,6 +31,15 @@ typedef enum {
     KW_CLI_KEY_PREFIX,
     KW_CLI_MAX_KEYS,
     KW_CLI_LAST_USED_INTERVAL,
+    /* serve's own settings */
+    KW_CLI_LISTEN,
+    KW_CLI_THREADS,
+    KW_CLI_MAX_BODY_BYTES,
+    KW_CLI_MAX_HEADER_BYTES,
+    KW_CLI_MAX_CONNECTIONS,
+    KW_CLI_MAX_CONNECTIONS_PER_IP,
+    KW_CLI_IDLE_TIMEOUT,
+    KW_CLI_ACCESS_LOG,
     KW_CLI_SETTING_COUNT
 } kw_cli_setting;
 
@@ -100,6 +109,13 @@ void kw_cli_cleanup(kw_cli *cli);
  * 2 for a bad setting, 1 when the service refused to open.
  */
 int kw_cli_open(kw_cli *cli, kw_service **svc);
+
+/*
+ * The value of a setting once kw_cli_open has resolved them (flag, then
+ * environment variable, then config file), or NULL when unset. Integer
+ * settings have been range-checked by then.
+ */
+const char *kw_cli_setting_value(const kw_cli *cli, kw_cli_setting setting);
 
 /*
  * Parses the whole of s as a decimal integer in [min, max]. Returns false

@@ -1,5 +1,5 @@
 /*
- * cmd_misc.c - `keyward migrate`, `keyward audit list` and `keyward serve`.
+ * cmd_misc.c - `keyward migrate` and `keyward audit list`.
  */
 #include "cli/cli.h"
 #include "core/json.h"
@@ -65,24 +65,4 @@ int kw_cli_audit_list(kw_cli *cli, int argc, char **argv)
     }
     kw_service_close(svc);
     return rc;
-}
-
-int kw_cli_serve(kw_cli *cli, int argc, char **argv)
-{
-    const char *listen = NULL, *threads = NULL;
-    const kw_cli_opt opts[] = {
-        {"listen", &listen, NULL, false},
-        {"threads", &threads, NULL, false},
-        {NULL, NULL, NULL, false},
-    };
-    const kw_cli_spec spec = {
-        .usage = "serve [--listen 127.0.0.1:8080] [--threads N] [--max-keys-per-account 25]",
-        .help = "Runs the HTTP API and the web console.",
-        .opts = opts,
-    };
-    int rc = kw_cli_parse(cli, &spec, argc, argv);
-    if (rc != KW_CLI_RUN)
-        return rc;
-    kw_cli_errorf("serve: the HTTP server is not available in this build");
-    return KW_CLI_EXIT_USAGE;
 }

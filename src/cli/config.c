@@ -30,10 +30,17 @@ static const struct setting {
                          "--max-keys-per-account", 1, 100000},
     [KW_CLI_LAST_USED_INTERVAL] = {"last_used_interval_ms", "KEYWARD_LAST_USED_INTERVAL_MS", NULL,
                                    10, 3600000},
+    [KW_CLI_LISTEN] = {"listen", "KEYWARD_LISTEN", "--listen", 0, 0},
+    [KW_CLI_THREADS] = {"threads", "KEYWARD_THREADS", "--threads", 1, 256},
+    [KW_CLI_MAX_BODY_BYTES] = {"max_body_bytes", "KEYWARD_MAX_BODY_BYTES", NULL, 1024, 16777216},
+    [KW_CLI_MAX_HEADER_BYTES] = {"max_header_bytes", "KEYWARD_MAX_HEADER_BYTES", NULL, 1024,
+                                 1048576},
+    [KW_CLI_MAX_CONNECTIONS] = {"max_connections", "KEYWARD_MAX_CONNECTIONS", NULL, 1, 1000000},
+    [KW_CLI_MAX_CONNECTIONS_PER_IP] = {"max_connections_per_ip", "KEYWARD_MAX_CONNECTIONS_PER_IP",
+                                       NULL, 1, 1000000},
+    [KW_CLI_IDLE_TIMEOUT] = {"idle_timeout_s", "KEYWARD_IDLE_TIMEOUT_S", NULL, 1, 86400},
+    [KW_CLI_ACCESS_LOG] = {"access_log", "KEYWARD_ACCESS_LOG", NULL, 0, 0},
 };
-
-/* Keys of the config file that belong to `serve`; accepted and ignored here. */
-static const char *const reserved_keys[] = {"listen", "threads"};
 
 int kw_cli_init(kw_cli *cli)
 {
@@ -116,9 +123,6 @@ static const char *config_line(kw_cli *cli, char *line)
     *eq = '\0';
     const char *key = trim(s);
     const char *value = trim(eq + 1);
-    for (size_t i = 0; i < sizeof reserved_keys / sizeof reserved_keys[0]; i++)
-        if (strcmp(key, reserved_keys[i]) == 0)
-            return NULL;
     for (size_t i = 0; i < KW_CLI_SETTING_COUNT; i++) {
         const struct setting *st = &settings[i];
         if (!st->key || strcmp(key, st->key) != 0)
@@ -208,22 +212,27 @@ static int resolve(kw_cli *cli)
     };
     for (size_t i = 0; i < KW_CLI_SETTING_COUNT; i++) {
         const char *value = lookup(cli, i, &from);
-        long n;
+        long n = 0;
         if (!value)
             continue;
-        if (strings[i]) {
-            *strings[i] = value;
-        } else if (ints[i]) {
-            if (!kw_cli_parse_int(value, settings[i].min, settings[i].max, &n)) {
-                kw_cli_errorf("%s must be an integer from %ld to %ld", from, settings[i].min,
-                              settings[i].max);
-                return KW_CLI_EXIT_USAGE;
-            }
-            *ints[i] = (int)n;
+        if (settings[i].max && !kw_cli_parse_int(value, settings[i].min, settings[i].max, &n)) {
+            kw_cli_errorf("%s must be an integer from %ld to %ld", from, settings[i].min,
+                          settings[i].max);
+            return KW_CLI_EXIT_USAGE;
         }
+        if (strings[i])
+            *strings[i] = value;
+        else if (ints[i])
+            *ints[i] = (int)n;
     }
     cfg->pepper = cli->pepper;
     return KW_CLI_EXIT_OK;
+}
+
+const char *kw_cli_setting_value(const kw_cli *cli, kw_cli_setting setting)
+{
+    const char *from;
+    return lookup(cli, setting, &from);
 }
 
 int kw_cli_open(kw_cli *cli, kw_service **svc)

@@ -40,7 +40,7 @@ static const struct command {
     {"root-key", "delete", kw_cli_root_key_delete, "delete a root key"},
     {"audit", "list", kw_cli_audit_list, "list the audit log, newest first"},
     {"migrate", NULL, kw_cli_migrate, "apply schema migrations and print the version"},
-    {"serve", NULL, kw_cli_serve, "run the HTTP server (not in this build yet)"},
+    {"serve", NULL, kw_cli_serve, "run the HTTP API and the web console"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

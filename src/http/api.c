@@ -1,0 +1,207 @@
+/*
+ * api.c - the handlers of the management API (root keys) and of key
+ * verification, including the auth_request endpoint for proxies.
+ */
+#include "http/http_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "core/json.h"
+#include "core/keyfmt.h"
+#include "core/timefmt.h"
+
+/*
+ * The credential of an Authorization header "Bearer <token>" (scheme
+ * case-insensitive), with its length; NULL when there is none.
+ */
+static const char *bearer(const kw_http_req *req, size_t *len)
+{
+    const char *value = kw_http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
+        return NULL;
+    value += 7;
+    while (*value == ' ')
+        value++;
+    *len = strlen(value);
+    while (*len > 0 && value[*len - 1] == ' ')
+        (*len)--;
+    return *len ? value : NULL;
+}
+
+bool kw_http_authorize(kw_http_req *req)
+{
+    size_t len = 0;
+    const char *token = bearer(req, &len);
+    if (!token) {
+        kw_http_reply_error(req, 401, "A root key is required: Authorization: Bearer <root key>.");
+        return false;
+    }
+    kw_root_key rk;
+    kw_error err;
+    if (kw_service_root_key_authenticate(req->srv->svc, token, len, &rk, &err) != KW_OK) {
+        kw_http_reply_failure(req, &err);
+        return false;
+    }
+    snprintf(req->actor, sizeof req->actor, "root_key:%s", rk.id);
+    return true;
+}
+
+/* ---- accounts ---- */
+
+void kw_http_account_create(kw_http_req *req)
+{
+    static const kw_http_field fields[] = {{"name", KW_FIELD_STRING, true}, {NULL, 0, false}};
+    json_t *body = kw_http_read_json(req, fields);
+    if (!body)
+        return;
+    kw_account acc;
+    kw_error err;
+    if (kw_service_account_create(req->srv->svc, req->actor, kw_http_string(body, "name"), &acc,
+                                  &err) == KW_OK)
+        kw_http_reply_json(req, 201, kw_json_account(&acc));
+    else
+        kw_http_reply_failure(req, &err);
+    json_decref(body);
+}
+
+void kw_http_account_get(kw_http_req *req)
+{
+    kw_account acc;
+    kw_error err;
+    if (kw_service_account_get(req->srv->svc, req->param[0], &acc, &err) == KW_OK)
+        kw_http_reply_json(req, 200, kw_json_account(&acc));
+    else
+        kw_http_reply_failure(req, &err);
+}
+
+/* ---- keys ---- */
+
+void kw_http_key_create(kw_http_req *req)
+{
+    static const kw_http_field fields[] = {
+        {"name", KW_FIELD_STRING, true},
+        {"environment", KW_FIELD_STRING, false},
+        {"expires_at", KW_FIELD_STRING_OR_NULL, false},
+        {NULL, 0, false},
+    };
+    json_t *body = kw_http_read_json(req, fields);
+    if (!body)
+        return;
+    kw_error err;
+    int64_t expires_at = 0;
+    const char *expiry = kw_http_string(body, "expires_at");
+    if (expiry && !kw_time_parse(expiry, &expires_at)) {
+        json_decref(body);
+        kw_http_reply_error(req, 400,
+                            "\"expires_at\" must be an RFC 3339 UTC time like 2026-11-27T01:02:03Z.");
+        return;
+    }
+    kw_key key;
+    char secret[KW_KEY_BUFSZ];
+    if (kw_service_key_create(req->srv->svc, req->actor, req->param[0],
+                              kw_http_string(body, "name"), kw_http_string(body, "environment"),
+                              expires_at, &key, secret, &err) == KW_OK) {
+        json_t *doc = kw_json_key_created(&key, secret);
+        sodium_memzero(secret, sizeof secret);
+        if (doc)
+            kw_http_reply_json(req, 201, doc);
+        else
+            kw_http_reply_error(req, 500,
+                                "The key was created but could not be shown; delete it and "
+                                "create another.");
+    } else {
+        kw_http_reply_failure(req, &err);
+    }
+    json_decref(body);
+}
+
+void kw_http_key_list(kw_http_req *req)
+{
+    kw_key_list list;
+    kw_error err;
+    if (kw_service_key_list(req->srv->svc, req->param[0], &list, &err) == KW_OK) {
+        kw_http_reply_json(req, 200, kw_json_key_list(&list));
+        kw_key_list_free(&list);
+    } else {
+        kw_http_reply_failure(req, &err);
+    }
+}
+
+void kw_http_key_get(kw_http_req *req)
+{
+    kw_key key;
+    kw_error err;
+    if (kw_service_key_get(req->srv->svc, req->param[0], req->param[1], &key, &err) == KW_OK)
+        kw_http_reply_json(req, 200, kw_json_key(&key));
+    else
+        kw_http_reply_failure(req, &err);
+}
+
+void kw_http_key_delete(kw_http_req *req)
+{
+    kw_error err;
+    if (kw_service_key_delete(req->srv->svc, req->actor, req->param[0], req->param[1], &err) ==
+        KW_OK)
+        kw_http_reply_empty(req, 204);
+    else
+        kw_http_reply_failure(req, &err);
+}
+
+/* ---- verification ---- */
+
+void kw_http_key_verify(kw_http_req *req)
+{
+    static const kw_http_field fields[] = {
+        {"key", KW_FIELD_STRING, true},
+        {"environment", KW_FIELD_STRING_OR_NULL, false},
+        {NULL, 0, false},
+    };
+    json_t *body = kw_http_read_json(req, fields);
+    if (!body)
+        return;
+    const json_t *key = json_object_get(body, "key");
+    kw_verify_result result;
+    kw_error err;
+    if (kw_service_key_verify(req->srv->svc, json_string_value(key), json_string_length(key),
+                              kw_http_string(body, "environment"), &result, &err) == KW_OK) {
+        kw_http_metrics_verify(req->srv->metrics, result.code);
+        kw_http_reply_json(req, 200, kw_json_verify_result(&result));
+    } else {
+        kw_http_reply_failure(req, &err);
+    }
+    json_decref(body);
+}
+
+void kw_http_auth_request(kw_http_req *req)
+{
+    const char *key = kw_http_header(req, "API-Key");
+    size_t len = key ? strlen(key) : 0;
+    if (!key)
+        key = bearer(req, &len);
+    if (!key) {
+        kw_http_reply_error(req, 401, "An API key is required: API-Key: <key>.");
+        return;
+    }
+    kw_verify_result result;
+    kw_error err;
+    if (kw_service_key_verify(req->srv->svc, key, len,
+                              kw_http_header(req, "X-Keyward-Environment-Required"), &result,
+                              &err) != KW_OK) {
+        kw_http_reply_failure(req, &err);
+        return;
+    }
+    kw_http_metrics_verify(req->srv->metrics, result.code);
+    if (result.code == KW_VERIFY_VALID) {
+        kw_http_reply_empty(req, 204);
+        kw_http_reply_header(req, "X-Keyward-Account-Id", result.key.account_id);
+        kw_http_reply_header(req, "X-Keyward-Key-Id", result.key.id);
+        kw_http_reply_header(req, "X-Keyward-Environment", result.key.environment);
+    } else {
+        kw_http_reply_error(req, 401, "The API key is not valid.");
+    }
+    kw_http_reply_header(req, "X-Keyward-Code", kw_verify_code_name(result.code));
+}

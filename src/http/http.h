@@ -1,0 +1,61 @@
+/*
+ * http.h - `keyward serve`: the HTTP API of API.md on libmicrohttpd.
+ *
+ * The server is a thin face over the key service: it parses and checks
+ * requests, authorises them, calls the service and renders its answers.
+ * It runs its own threads (one epoll loop per thread) until kw_http_stop.
+ */
+#ifndef KW_HTTP_H
+#define KW_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/service.h"
+#include "core/status.h"
+
+typedef struct kw_http_server kw_http_server;
+
+typedef struct {
+    const char *listen;              /* "HOST:PORT" or "[V6]:PORT"; port 0 picks a free one */
+    unsigned threads;                /* event-loop threads; 0: one per online CPU */
+    size_t max_body_bytes;           /* 16384: larger bodies get 413 */
+    size_t max_header_bytes;         /* 8192: request line (414) and headers (431) */
+    unsigned max_connections;        /* 4096 in all */
+    unsigned max_connections_per_ip; /* 256 per client address */
+    unsigned idle_timeout_s;         /* 30: idle connections are closed */
+    unsigned shutdown_grace_s;       /* 10: how long kw_http_stop waits for requests */
+    int access_log_fd;               /* one JSON line per request; -1: off */
+} kw_http_options;
+
+void kw_http_options_defaults(kw_http_options *o);
+
+/* Binds and starts serving svc (borrowed: it must outlive the server). */
+kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_server **out,
+                        kw_error *err);
+
+/* The port the server listens on (useful after asking for port 0). */
+uint16_t kw_http_port(const kw_http_server *srv);
+
+/* "http://127.0.0.1:8080": the address clients reach this server at. */
+const char *kw_http_url(const kw_http_server *srv);
+
+/*
+ * Graceful stop: stops accepting connections, lets requests in flight
+ * finish (up to shutdown_grace_s), then closes every connection and frees
+ * the server. The service stays open: close it afterwards to write the
+ * pending last-used times.
+ */
+void kw_http_stop(kw_http_server *srv);
+
+/* One route of the API: what /openapi.json documents and the tests check. */
+typedef struct {
+    const char *method;  /* "GET", "POST", "DELETE" */
+    const char *pattern; /* "/v1/accounts/{account_id}/keys" */
+} kw_http_route_info;
+
+/* The served routes, in table order. */
+const kw_http_route_info *kw_http_route_info_at(size_t i);
+size_t kw_http_route_count(void);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * http_internal.h - what the files of src/http share: the request being
+ * answered, the route table, the reply helpers and the metrics. Not for
+ * use outside src/http.
+ *
+ * A handler reads the request (kw_http_header, kw_http_read_json), calls
+ * the service and leaves exactly one reply with a kw_http_reply_* function;
+ * server.c queues it, logs the request and counts it.
+ */
+#ifndef KW_HTTP_INTERNAL_H
+#define KW_HTTP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "core/model.h"
+#include "core/service.h"
+#include "http/http.h"
+
+#define KW_HTTP_MAX_PARAMS 2
+
+typedef struct kw_http_req kw_http_req;
+typedef void (*kw_http_handler)(kw_http_req *req);
+
+typedef enum {
+    KW_AUTH_NONE, /* public: verification, health, documents */
+    KW_AUTH_ROOT, /* management: a root key */
+} kw_http_auth;
+
+typedef struct {
+    kw_http_route_info info;
+    kw_http_handler handler;
+    kw_http_auth auth;
+    bool json_body; /* POST with a JSON object body */
+} kw_http_route;
+
+/* routes.c: the table; index kw_http_route_count() stands for "no route". */
+const kw_http_route *kw_http_route_at(size_t i);
+
+/*
+ * Finds the route for method and path. Returns its index and fills params
+ * (pointers into path, which it modifies) when one matches; else returns
+ * -1 and sets *allow to a comma-separated list of the methods the path
+ * does have ("" when the path is unknown).
+ */
+int kw_http_route_match(const char *method, char *path, const char *params[KW_HTTP_MAX_PARAMS],
+                        char *allow, size_t allow_size);
+
+/* ---- metrics.c ---- */
+
+typedef struct kw_http_metrics kw_http_metrics;
+
+kw_http_metrics *kw_http_metrics_new(void);
+void kw_http_metrics_free(kw_http_metrics *m);
+/* Counts one answered request of route (kw_http_route_count(): none). */
+void kw_http_metrics_request(kw_http_metrics *m, size_t route, unsigned status, uint64_t ns);
+void kw_http_metrics_verify(kw_http_metrics *m, kw_verify_code code);
+/* The Prometheus text exposition; caller frees. active_keys < 0: unknown. */
+char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size_t *len);
+
+/* ---- the server, as handlers see it ---- */
+
+struct kw_http_server {
+    struct MHD_Daemon *daemon;
+    kw_service *svc;
+    kw_http_options opt;
+    kw_http_metrics *metrics;
+    char url[128];
+    uint16_t port;
+    atomic_int in_flight;
+    atomic_bool draining;
+};
+
+struct kw_http_req {
+    struct MHD_Connection *conn;
+    kw_http_server *srv;
+    const char *method;
+    size_t route; /* index into the table, or kw_http_route_count() */
+    char *path;   /* a copy, split by kw_http_route_match */
+    const char *param[KW_HTTP_MAX_PARAMS];
+    char *body; /* wiped when freed: it may hold a key */
+    size_t body_len;
+    bool body_too_large;
+    uint64_t start_ns;
+    char actor[KW_ACTOR_BUFSZ]; /* who acts, for the audit log */
+    unsigned status;
+    struct MHD_Response *response;
+};
+
+/* A request header's value, or NULL. */
+const char *kw_http_header(const kw_http_req *req, const char *name);
+
+/* ---- reply.c ---- */
+
+/* Replies with doc (stolen) as JSON. The text is wiped when sent: it may hold a secret. */
+void kw_http_reply_json(kw_http_req *req, unsigned status, json_t *doc);
+/* Replies {"error": {"code", "message"}} with the code of the HTTP status. */
+void kw_http_reply_error(kw_http_req *req, unsigned status, const char *message);
+/* Replies with the HTTP status and message of a service failure. */
+void kw_http_reply_failure(kw_http_req *req, const kw_error *err);
+/* Replies with no body. */
+void kw_http_reply_empty(kw_http_req *req, unsigned status);
+/* Replies with a static body (not copied) of the given content type. */
+void kw_http_reply_static(kw_http_req *req, unsigned status, const char *content_type,
+                          const void *body, size_t len);
+/* Replies with a heap body (taken; freed with free) of the given content type. */
+void kw_http_reply_owned(kw_http_req *req, unsigned status, const char *content_type, char *body,
+                         size_t len);
+/* Adds a header to the reply already made. */
+void kw_http_reply_header(kw_http_req *req, const char *name, const char *value);
+
+/* ---- body.c ---- */
+
+typedef enum {
+    KW_FIELD_STRING,         /* a JSON string */
+    KW_FIELD_STRING_OR_NULL, /* a string, or null for "absent" */
+} kw_field_type;
+
+typedef struct {
+    const char *name; /* NULL ends a list */
+    kw_field_type type;
+    bool required;
+} kw_http_field;
+
+/*
+ * Parses the request body as a JSON object whose members are all among
+ * fields and of their types. Returns the object (caller json_decref's), or
+ * NULL after replying 415 (not application/json) or 400 (not UTF-8, not
+ * JSON, duplicate, unknown, missing or mistyped member).
+ */
+json_t *kw_http_read_json(kw_http_req *req, const kw_http_field *fields);
+
+/* A string member of a checked body, or NULL when absent or null. */
+const char *kw_http_string(const json_t *body, const char *name);
+
+/* ---- handlers (api.c, ops.c) ---- */
+
+void kw_http_account_create(kw_http_req *req);
+void kw_http_account_get(kw_http_req *req);
+void kw_http_key_create(kw_http_req *req);
+void kw_http_key_list(kw_http_req *req);
+void kw_http_key_get(kw_http_req *req);
+void kw_http_key_delete(kw_http_req *req);
+void kw_http_key_verify(kw_http_req *req);
+void kw_http_auth_request(kw_http_req *req);
+void kw_http_healthz(kw_http_req *req);
+void kw_http_metrics_page(kw_http_req *req);
+void kw_http_openapi(kw_http_req *req);
+void kw_http_home(kw_http_req *req);
+
+/* Authorises a management request (401/503 replied when it returns false). */
+bool kw_http_authorize(kw_http_req *req);
+
+#endif

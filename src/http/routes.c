@@ -1,0 +1,102 @@
+/*
+ * routes.c - the route table of the HTTP API and the matching of a request
+ * path against it. The table is the one list of what is served; the
+ * OpenAPI document is checked against it by the tests.
+ */
+#include "http/http_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define ACCOUNT "/v1/accounts/{account_id}"
+#define KEYS    ACCOUNT "/keys"
+#define KEY     KEYS "/{key_id}"
+
+static const kw_http_route routes[] = {
+    {{"POST", "/v1/accounts"}, kw_http_account_create, KW_AUTH_ROOT, true},
+    {{"GET", ACCOUNT}, kw_http_account_get, KW_AUTH_ROOT, false},
+    {{"POST", KEYS}, kw_http_key_create, KW_AUTH_ROOT, true},
+    {{"GET", KEYS}, kw_http_key_list, KW_AUTH_ROOT, false},
+    {{"GET", KEY}, kw_http_key_get, KW_AUTH_ROOT, false},
+    {{"DELETE", KEY}, kw_http_key_delete, KW_AUTH_ROOT, false},
+    {{"POST", "/v1/keys/verify"}, kw_http_key_verify, KW_AUTH_NONE, true},
+    {{"GET", "/v1/auth"}, kw_http_auth_request, KW_AUTH_NONE, false},
+    {{"GET", "/healthz"}, kw_http_healthz, KW_AUTH_NONE, false},
+    {{"GET", "/metrics"}, kw_http_metrics_page, KW_AUTH_NONE, false},
+    {{"GET", "/openapi.json"}, kw_http_openapi, KW_AUTH_NONE, false},
+    {{"GET", "/"}, kw_http_home, KW_AUTH_NONE, false},
+};
+
+#define ROUTE_COUNT (sizeof routes / sizeof routes[0])
+
+size_t kw_http_route_count(void)
+{
+    return ROUTE_COUNT;
+}
+
+const kw_http_route *kw_http_route_at(size_t i)
+{
+    return i < ROUTE_COUNT ? &routes[i] : NULL;
+}
+
+const kw_http_route_info *kw_http_route_info_at(size_t i)
+{
+    return i < ROUTE_COUNT ? &routes[i].info : NULL;
+}
+
+/*
+ * Matches path against pattern segment by segment: "{name}" matches one
+ * non-empty segment, which is recorded in params. Returns true on a match.
+ */
+static bool match(const char *pattern, const char *path, const char *starts[KW_HTTP_MAX_PARAMS],
+                  size_t lens[KW_HTTP_MAX_PARAMS])
+{
+    size_t n = 0;
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            size_t len = strcspn(path, "/");
+            if (len == 0 || n == KW_HTTP_MAX_PARAMS)
+                return false;
+            starts[n] = path;
+            lens[n++] = len;
+            path += len;
+            pattern = strchr(pattern, '}') + 1;
+        } else if (*pattern++ != *path++) {
+            return false;
+        }
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+int kw_http_route_match(const char *method, char *path, const char *params[KW_HTTP_MAX_PARAMS],
+                        char *allow, size_t allow_size)
+{
+    const char *starts[KW_HTTP_MAX_PARAMS];
+    size_t lens[KW_HTTP_MAX_PARAMS];
+    size_t used = 0;
+    allow[0] = '\0';
+    /* HEAD is answered like GET, without the body. */
+    const char *as = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        if (!match(routes[i].info.pattern, path, starts, lens))
+            continue;
+        if (strcmp(routes[i].info.method, as) == 0) {
+            for (size_t p = 0; p < KW_HTTP_MAX_PARAMS; p++)
+                params[p] = NULL;
+            /* Split the path in place: each parameter becomes a string. */
+            size_t count = 0;
+            for (const char *c = routes[i].info.pattern; (c = strchr(c, '{')) != NULL; c++)
+                count++;
+            for (size_t p = 0; p < count; p++) {
+                ((char *)starts[p])[lens[p]] = '\0';
+                params[p] = starts[p];
+            }
+            return (int)i;
+        }
+        int n = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "",
+                         routes[i].info.method);
+        if (n > 0 && (size_t)n < allow_size - used)
+            used += (size_t)n;
+    }
+    return -1;
+}

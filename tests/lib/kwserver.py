@@ -1,0 +1,179 @@
+"""kwserver - starts `keyward serve` for a black-box test and talks HTTP to it.
+
+    with Server() as srv:               # fresh data dir, port 0, first run
+        status, headers, body = srv.request("GET", "/healthz")
+        acc = srv.first_run["account"]["id"]; root = srv.root_key
+
+The server runs the built binary ($KEYWARD_BIN) in a temporary directory
+(or data_dir=...), listening on 127.0.0.1 on a free port. Its stderr (the
+access log) is collected in srv.log(). Standard library only.
+"""
+
+import http.client
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+BIN = os.path.abspath(os.environ.get("KEYWARD_BIN", "build/keyward"))
+START_TIMEOUT = 30
+
+
+class Server:
+    def __init__(self, data_dir=None, args=(), env=None, first_run=True):
+        self._own_dir = data_dir is None
+        self.dir = tempfile.mkdtemp(prefix="keyward-http-") if data_dir is None else data_dir
+        self.args = list(args)
+        self.env = env or {}
+        self.expect_first_run = first_run
+        self.proc = None
+        self.port = None
+        self.first_run = None
+        self._stderr = b""
+
+    # ---- lifecycle ----
+
+    def start(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
+        env["KEYWARD_DATA_DIR"] = os.path.join(self.dir, "var")
+        env.update(self.env)
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--listen", "127.0.0.1:0", "--json"] + self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=self.dir,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        out = b""
+        while self.port is None or (self.expect_first_run and self.first_run is None):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("keyward serve did not start: %r" % self._stderr[-2000:])
+            ready, _, _ = select.select([self.proc.stdout, self.proc.stderr], [], [], left)
+            for f in ready:
+                chunk = os.read(f.fileno(), 65536)
+                if f is self.proc.stderr:
+                    self._stderr += chunk
+                    self._find_port()
+                else:
+                    out += chunk
+                    try:
+                        self.first_run = json.loads(out)
+                    except ValueError:
+                        pass
+        return self
+
+    def _find_port(self):
+        for line in self._stderr.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "listening":
+                self.port = int(event["detail"].rsplit(":", 1)[1])
+
+    def log(self):
+        """Everything the server wrote to stderr so far (the access log), as bytes."""
+        if self.proc and self.proc.stderr and not self.proc.stderr.closed:
+            while True:
+                ready, _, _ = select.select([self.proc.stderr], [], [], 0.05)
+                if not ready:
+                    break
+                chunk = os.read(self.proc.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                self._stderr += chunk
+        return self._stderr
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops the server with sig; returns its exit code."""
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rest_out, rest_err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rest_out, rest_err = self.proc.communicate()
+        self._stderr += rest_err or b""
+        self.stdout_rest = rest_out
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    # ---- what the first run printed ----
+
+    @property
+    def root_key(self):
+        return self.first_run["secret"]
+
+    @property
+    def account_id(self):
+        return self.first_run["account"]["id"]
+
+    # ---- HTTP ----
+
+    def request(self, method, path, body=None, headers=None, root=False, timeout=30):
+        """Sends one request on a new connection; returns (status, headers, body).
+
+        body: dict/list (sent as JSON with Content-Type application/json),
+        bytes or str (sent as is), or None. root=True adds the first run's
+        root key as the bearer credential. headers maps lower-case names to
+        values; a JSON response body is decoded.
+        """
+        h = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            body = body.encode()
+        if root:
+            h.setdefault("Authorization", "Bearer " + self.root_key)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            resp = conn.getresponse()
+            data = resp.read()
+            rh = {k.lower(): v for k, v in resp.getheaders()}
+            if rh.get("content-type", "").startswith("application/json") and data:
+                data = json.loads(data)
+            return resp.status, rh, data
+        finally:
+            conn.close()
+
+    def create_key(self, account_id=None, name="CRM", environment=None):
+        body = {"name": name}
+        if environment:
+            body["environment"] = environment
+        status, _, doc = self.request(
+            "POST", "/v1/accounts/%s/keys" % (account_id or self.account_id), body, root=True
+        )
+        if status != 201:
+            raise AssertionError("create key: %s %r" % (status, doc))
+        return doc
+
+    def verify(self, key, environment=None):
+        body = {"key": key}
+        if environment is not None:
+            body["environment"] = environment
+        status, _, doc = self.request("POST", "/v1/keys/verify", body)
+        if status != 200:
+            raise AssertionError("verify: %s %r" % (status, doc))
+        return doc
