@@ -42,6 +42,7 @@ test-sanitize:
 	@scripts/test.sh sanitize
 
 bench: build
+	@scripts/deps.sh bench
 	@scripts/bench.sh $(BUILD)
 
 fuzz:

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages keyward needs to build and test.
 #
-# Usage: scripts/deps.sh [build|test|fuzz]
+# Usage: scripts/deps.sh [build|test|bench|fuzz]
 #   build  compiler, Meson, Ninja and the libraries keyward links against
-#   test   build, plus cmocka (unit tests), python3 (black-box tests) and the
-#          linters clang-format, clang-tidy and cppcheck
+#   test   build, plus cmocka (unit tests), python3 (black-box tests), nginx
+#          (the auth_request test), and the linters clang-format, clang-tidy
+#          and cppcheck
+#   bench  build, plus wrk (load generator) and nginx (the reference server)
 #   fuzz   build, plus clang and its libFuzzer runtime
 #
 # Run as root, it installs whatever is missing with apt-get. Run as another
@@ -13,12 +15,14 @@ set -eu
 
 profile=${1:-build}
 pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev zlib1g-dev"
+pkgs="$pkgs libmicrohttpd-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 clang-format clang-tidy cppcheck" ;;
+test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck" ;;
+bench) pkgs="$pkgs python3 wrk nginx-light" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 *)
-	echo "usage: scripts/deps.sh [build|test|fuzz]" >&2
+	echo "usage: scripts/deps.sh [build|test|bench|fuzz]" >&2
 	exit 2
 	;;
 esac
