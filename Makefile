@@ -1,6 +1,7 @@
 # keyward - the two commands of the README, and a few more.
 #
 #   make run            install missing Debian packages (as root), build, start keyward
+#                       (LISTEN=127.0.0.1:8080, DATA_DIR=./var)
 #   make test           every test, plain and under AddressSanitizer + UBSan
 #   make test-sanitize  only the sanitizer run
 #   make bench          benchmarks, as ratios against a reference measured in the same run
@@ -11,6 +12,7 @@
 BUILD      ?= build
 BUILD_SAN  ?= build-sanitize
 DATA_DIR   ?= ./var
+LISTEN     ?= 127.0.0.1:8080
 
 .PHONY: all deps build run test test-plain test-sanitize bench lint fuzz format format-check clean
 
@@ -26,7 +28,7 @@ build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 run: build
-	@scripts/run.sh $(BUILD)/keyward $(DATA_DIR)
+	@scripts/run.sh $(BUILD)/keyward $(DATA_DIR) $(LISTEN)
 
 test:
 	@scripts/deps.sh test
