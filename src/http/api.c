@@ -96,8 +96,8 @@ void kw_http_key_create(kw_http_req *req)
     const char *expiry = kw_http_string(body, "expires_at");
     if (expiry && !kw_time_parse(expiry, &expires_at)) {
         json_decref(body);
-        kw_http_reply_error(req, 400,
-                            "\"expires_at\" must be an RFC 3339 UTC time like 2026-11-27T01:02:03Z.");
+        kw_http_reply_error(
+            req, 400, "\"expires_at\" must be an RFC 3339 UTC time like 2026-11-27T01:02:03Z.");
         return;
     }
     kw_key key;

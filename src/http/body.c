@@ -60,7 +60,8 @@ static bool check_members(kw_http_req *req, const json_t *obj, const kw_http_fie
     char message[128];
     const char *name;
     json_t *value;
-    json_object_foreach((json_t *)obj, name, value) {
+    json_object_foreach((json_t *)obj, name, value)
+    {
         const kw_http_field *f = find_field(fields, name);
         if (!f) {
             if (quotable(name))
@@ -70,7 +71,8 @@ static bool check_members(kw_http_req *req, const json_t *obj, const kw_http_fie
             kw_http_reply_error(req, 400, message);
             return false;
         }
-        bool ok = json_is_string(value) || (f->type == KW_FIELD_STRING_OR_NULL && json_is_null(value));
+        bool ok =
+            json_is_string(value) || (f->type == KW_FIELD_STRING_OR_NULL && json_is_null(value));
         if (!ok) {
             snprintf(message, sizeof message, "\"%s\" must be a string%s.", f->name,
                      f->type == KW_FIELD_STRING_OR_NULL ? " or null" : "");
@@ -99,7 +101,8 @@ json_t *kw_http_read_json(kw_http_req *req, const kw_http_field *fields)
         return NULL;
     }
     json_error_t jerr;
-    json_t *doc = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *doc =
+        json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc) {
         const char *message = "The request body is not valid JSON.";
         switch (json_error_code(&jerr)) {

@@ -19,8 +19,8 @@ static const unsigned statuses[] = {200, 201, 204, 400, 401, 403, 404, 405,
 #define STATUS_SLOTS (sizeof statuses / sizeof statuses[0] + 1)
 
 /* Latency histogram bounds in microseconds (le="0.0001" ... "1"). */
-static const uint64_t bounds_us[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-                                     100000, 250000, 500000, 1000000};
+static const uint64_t bounds_us[] = {100,   250,   500,    1000,   2500,   5000,   10000,
+                                     25000, 50000, 100000, 250000, 500000, 1000000};
 #define BUCKETS (sizeof bounds_us / sizeof bounds_us[0] + 1)
 
 #define VERIFY_CODES 5
@@ -127,8 +127,9 @@ char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size
     size_t rows = kw_http_route_count();
     const char *method, *pattern;
 
-    put(&t, "# HELP keyward_build_info The running keyward version.\n"
-            "# TYPE keyward_build_info gauge\nkeyward_build_info{version=\"%s\"} 1\n",
+    put(&t,
+        "# HELP keyward_build_info The running keyward version.\n"
+        "# TYPE keyward_build_info gauge\nkeyward_build_info{version=\"%s\"} 1\n",
         KW_VERSION);
 
     put(&t, "# HELP keyward_http_requests_total HTTP requests answered, by route and status.\n"
@@ -187,8 +188,9 @@ char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size
             kw_verify_code_name((kw_verify_code)c), (unsigned long long)load(&m->verify[c]));
 
     if (active_keys >= 0)
-        put(&t, "# HELP keyward_active_keys Unexpired keys of all accounts.\n"
-                "# TYPE keyward_active_keys gauge\nkeyward_active_keys %lld\n",
+        put(&t,
+            "# HELP keyward_active_keys Unexpired keys of all accounts.\n"
+            "# TYPE keyward_active_keys gauge\nkeyward_active_keys %lld\n",
             (long long)active_keys);
 
     if (t.failed) {

@@ -46,57 +46,57 @@ const kw_http_route_info *kw_http_route_info_at(size_t i)
 
 /*
  * Matches path against pattern segment by segment: "{name}" matches one
- * non-empty segment, which is recorded in params. Returns true on a match.
+ * non-empty segment, which is recorded in starts/lens. Returns the number
+ * of parameters on a match, -1 otherwise.
  */
-static bool match(const char *pattern, const char *path, const char *starts[KW_HTTP_MAX_PARAMS],
-                  size_t lens[KW_HTTP_MAX_PARAMS])
+static int match(const char *pattern, const char *path, const char *starts[KW_HTTP_MAX_PARAMS],
+                 size_t lens[KW_HTTP_MAX_PARAMS])
 {
-    size_t n = 0;
+    int n = 0;
     while (*pattern && *path) {
         if (*pattern == '{') {
             size_t len = strcspn(path, "/");
             if (len == 0 || n == KW_HTTP_MAX_PARAMS)
-                return false;
+                return -1;
             starts[n] = path;
             lens[n++] = len;
             path += len;
             pattern = strchr(pattern, '}') + 1;
         } else if (*pattern++ != *path++) {
-            return false;
+            return -1;
         }
     }
-    return *pattern == '\0' && *path == '\0';
+    return *pattern == '\0' && *path == '\0' ? n : -1;
 }
 
 int kw_http_route_match(const char *method, char *path, const char *params[KW_HTTP_MAX_PARAMS],
                         char *allow, size_t allow_size)
 {
-    const char *starts[KW_HTTP_MAX_PARAMS];
-    size_t lens[KW_HTTP_MAX_PARAMS];
+    const char *starts[KW_HTTP_MAX_PARAMS] = {NULL};
+    size_t lens[KW_HTTP_MAX_PARAMS] = {0};
     size_t used = 0;
     allow[0] = '\0';
+    for (size_t p = 0; p < KW_HTTP_MAX_PARAMS; p++)
+        params[p] = NULL;
     /* HEAD is answered like GET, without the body. */
     const char *as = strcmp(method, "HEAD") == 0 ? "GET" : method;
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        if (!match(routes[i].info.pattern, path, starts, lens))
+        int n = match(routes[i].info.pattern, path, starts, lens);
+        if (n < 0)
             continue;
         if (strcmp(routes[i].info.method, as) == 0) {
-            for (size_t p = 0; p < KW_HTTP_MAX_PARAMS; p++)
-                params[p] = NULL;
             /* Split the path in place: each parameter becomes a string. */
-            size_t count = 0;
-            for (const char *c = routes[i].info.pattern; (c = strchr(c, '{')) != NULL; c++)
-                count++;
-            for (size_t p = 0; p < count; p++) {
-                ((char *)starts[p])[lens[p]] = '\0';
-                params[p] = starts[p];
+            for (int p = 0; p < n; p++) {
+                char *param = path + (starts[p] - path);
+                param[lens[p]] = '\0';
+                params[p] = param;
             }
             return (int)i;
         }
-        int n = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "",
+        int w = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "",
                          routes[i].info.method);
-        if (n > 0 && (size_t)n < allow_size - used)
-            used += (size_t)n;
+        if (w > 0 && (size_t)w < allow_size - used)
+            used += (size_t)w;
     }
     return -1;
 }

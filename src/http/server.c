@@ -267,9 +267,8 @@ typedef struct {
 } request_state;
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     kw_http_server *srv = cls;
@@ -347,7 +346,8 @@ static kw_status parse_listen(const char *listen, struct sockaddr_storage *addr,
     long port = strtol(colon + 1, &end, 10);
     if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
         return kw_error_set(err, KW_ERR_INVALID, "listen: the port must be 0 to 65535.");
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char service[8];
@@ -372,8 +372,8 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
                         kw_error *err)
 {
     *out = NULL;
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
+    struct sockaddr_storage addr = {0};
+    socklen_t addr_len = 0;
     kw_status st = parse_listen(o->listen, &addr, &addr_len, err);
     if (st != KW_OK)
         return st;
@@ -395,9 +395,9 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     size_t memory = o->max_header_bytes * 2 + 16384;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, srv->opt.threads, MHD_OPTION_CONNECTION_LIMIT,
-        o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        srv->opt.threads, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         memory, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         srv, MHD_OPTION_END);
@@ -415,8 +415,8 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     else
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof host);
     bool any = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
-    snprintf(srv->url, sizeof srv->url, addr.ss_family == AF_INET6 && !any ? "http://[%s]:%u"
-                                                                             : "http://%s:%u",
+    snprintf(srv->url, sizeof srv->url,
+             addr.ss_family == AF_INET6 && !any ? "http://[%s]:%u" : "http://%s:%u",
              any ? "127.0.0.1" : host, (unsigned)srv->port);
     event_log(srv, "listening", srv->url);
     *out = srv;

@@ -49,8 +49,14 @@ static void test_unknown_paths_and_wrong_methods(void **state)
     (void)state;
     char buf[256], allow[64];
     const char *params[2];
-    const char *unknown[] = {"/v1/accounts/", "/v1/accounts//keys", "/v1/accounts/a/keys/",
-                             "/v1/accounts/a/keys/b/c", "/healthz/", "//healthz", "/v2/auth", ""};
+    const char *unknown[] = {"/v1/accounts/",
+                             "/v1/accounts//keys",
+                             "/v1/accounts/a/keys/",
+                             "/v1/accounts/a/keys/b/c",
+                             "/healthz/",
+                             "//healthz",
+                             "/v2/auth",
+                             ""};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         assert_int_equal(match("GET", unknown[i], buf, params, allow), -1);
         assert_string_equal(allow, "");
@@ -100,13 +106,14 @@ static void test_every_served_route_is_documented(void **state)
 static void test_every_documented_route_is_served(void **state)
 {
     (void)state;
-    static const char *const methods[] = {"get", "put", "post", "delete", "patch", "head",
-                                          "options", "trace"};
+    static const char *const methods[] = {"get",   "put",  "post",    "delete",
+                                          "patch", "head", "options", "trace"};
     json_t *doc = openapi();
     const char *path;
     json_t *item;
     size_t documented = 0;
-    json_object_foreach(json_object_get(doc, "paths"), path, item) {
+    json_object_foreach(json_object_get(doc, "paths"), path, item)
+    {
         for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
             if (!json_object_get(item, methods[m]))
                 continue;
@@ -116,8 +123,8 @@ static void test_every_documented_route_is_served(void **state)
                 const kw_http_route_info *info = kw_http_route_info_at(i);
                 char method[16];
                 lower(info->method, method, sizeof method);
-                served = served ||
-                         (strcmp(info->pattern, path) == 0 && strcmp(method, methods[m]) == 0);
+                served =
+                    served || (strcmp(info->pattern, path) == 0 && strcmp(method, methods[m]) == 0);
             }
             if (!served)
                 fail_msg("%s %s is documented but not served", methods[m], path);
