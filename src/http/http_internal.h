@@ -85,6 +85,8 @@ struct kw_http_req {
     const char *param[KW_HTTP_MAX_PARAMS];
     char *body; /* wiped when freed: it may hold a key */
     size_t body_len;
+    size_t body_cap;      /* bytes allocated at body */
+    size_t body_expected; /* Content-Length, when announced */
     bool body_too_large;
     uint64_t start_ns;
     char actor[KW_ACTOR_BUFSZ]; /* who acts, for the audit log */

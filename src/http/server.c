@@ -206,6 +206,8 @@ static bool begin(kw_http_req *req, const char *url, char *allow, size_t allow_s
         char *end;
         errno = 0;
         unsigned long long n = strtoull(length, &end, 10);
+        if (errno == 0 && *end == '\0' && n <= o->max_body_bytes)
+            req->body_expected = (size_t)n;
         if (errno == 0 && *end == '\0' && n > o->max_body_bytes) {
             char message[96];
             snprintf(message, sizeof message, "The request body is larger than %zu bytes.",
@@ -225,12 +227,25 @@ static void collect(kw_http_req *req, const char *data, size_t size)
         req->body_too_large = true;
         return;
     }
-    if (!req->body) {
-        req->body = malloc(limit);
-        if (!req->body) {
+    if (req->body_len + size > req->body_cap) {
+        /* The announced length at once; otherwise grow by doubling, up to the limit. */
+        size_t cap = req->body_expected ? req->body_expected : 1024;
+        while (cap < req->body_len + size)
+            cap *= 2;
+        if (cap > limit)
+            cap = limit;
+        char *grown = malloc(cap);
+        if (!grown) {
             req->body_too_large = true;
             return;
         }
+        if (req->body) {
+            memcpy(grown, req->body, req->body_len);
+            sodium_memzero(req->body, req->body_len);
+            free(req->body);
+        }
+        req->body = grown;
+        req->body_cap = cap;
     }
     memcpy(req->body + req->body_len, data, size);
     req->body_len += size;
