@@ -1,0 +1,318 @@
+"""HTTP part of `make bench`: wrk against `keyward serve` and against nginx
+answering a constant, in the same run, with the same wrk settings.
+
+    python3 bench/http_bench.py BUILD_DIR
+
+Starts keyward on a fresh data dir in a temp dir (access log ON, written to
+a file there), creates BENCH_HTTP_KEYS (10000) valid keys, and runs wrk with
+bench/http_verify.lua: POST /v1/keys/verify {"key": ...} rotating through all
+keys. Then nginx (worker_processes auto, access_log off, keep-alive) answers
+the same requests with `return 200 '{"valid":true}'`. Extra lines: keyward
+with KEYWARD_ACCESS_LOG=off, and GET /v1/auth with API-Key.
+
+Prints a table and the keyward/nginx ratios. Every keyward answer must be
+200 and VALID (204 for /v1/auth); any other answer is counted, printed, and
+makes the script exit 1. Everything runs on 127.0.0.1 and is stopped and
+removed at the end, also on errors and SIGINT/SIGTERM.
+
+Settings (environment): BENCH_HTTP_KEYS (10000), BENCH_HTTP_SECONDS (10),
+BENCH_HTTP_EXTRA_SECONDS (5), BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (32).
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "http_verify.lua")
+NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
+WRK = os.environ.get("WRK", "wrk")
+
+KEYS = int(os.environ.get("BENCH_HTTP_KEYS", "10000"))
+SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
+EXTRA_SECONDS = int(os.environ.get("BENCH_HTTP_EXTRA_SECONDS", "5"))
+WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "1"))
+WRK_CONNECTIONS = int(os.environ.get("BENCH_WRK_CONNECTIONS", "32"))
+CREATE_THREADS = 8
+START_TIMEOUT = 30
+
+NGINX_CONF = """daemon off;
+%(user)s
+worker_processes auto;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %(dir)s/client_body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    keepalive_timeout 60s;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location = /v1/keys/verify {
+            default_type application/json;
+            return 200 '{"valid":true}';
+        }
+    }
+}
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError("%s exited with %s before listening" % (what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError("%s did not listen on 127.0.0.1:%d within %d s" % (what, port, START_TIMEOUT))
+
+
+def stop(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Keyward:
+    def __init__(self, binary, tmp, name, env=None):
+        self.dir = tmp
+        self.port = free_port()
+        self.log_path = os.path.join(tmp, name + ".log")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
+        full_env["KEYWARD_DATA_DIR"] = os.path.join(tmp, "var")
+        full_env.update(env or {})
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--json",
+             "--max-keys-per-account", str(max(KEYS, 25))],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=full_env,
+            cwd=tmp,
+        )
+        wait_port(self.port, self.proc, "keyward serve")
+
+    def first_run(self):
+        """The first run's JSON document (printed before the server listens)."""
+        out = b""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+            try:
+                return json.loads(out)
+            except ValueError:
+                continue
+        raise BenchError("keyward printed no first-run document: %r" % out[:200])
+
+    def stop(self):
+        stop(self.proc)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
+
+
+def create_keys(port, root, account, count):
+    """Creates count keys in account with CREATE_THREADS kept-alive connections."""
+    keys = []
+    lock = threading.Lock()
+    errors = []
+    per = [count // CREATE_THREADS + (1 if i < count % CREATE_THREADS else 0)
+           for i in range(CREATE_THREADS)]
+
+    def work(n):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        body = json.dumps({"name": "bench"})
+        headers = {"Authorization": "Bearer " + root, "Content-Type": "application/json"}
+        try:
+            for _ in range(n):
+                conn.request("POST", "/v1/accounts/%s/keys" % account, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status != 201:
+                    raise BenchError("create key: %d %r" % (resp.status, data[:200]))
+                secret = json.loads(data)["secret"]
+                with lock:
+                    keys.append(secret)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in per]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise BenchError("creating keys failed: %s" % errors[0])
+    return keys
+
+
+def wrk(port, keys_file, mode, seconds):
+    """One wrk run; returns the KWBENCH figures as a dict."""
+    args = [WRK, "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-d%ds" % seconds,
+            "--timeout", "5s", "-s", LUA, "http://127.0.0.1:%d" % port, "--", keys_file, mode]
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=seconds + 30)
+    out = proc.stdout.decode("utf-8", "replace")
+    for line in out.splitlines():
+        if line.startswith("KWBENCH "):
+            r = json.loads(line[len("KWBENCH "):])
+            r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+            r["errors"] = sum(r[k] for k in r if k.startswith("err_"))
+            return r
+    raise BenchError("wrk printed no figures (exit %d):\n%s" % (proc.returncode, out))
+
+
+def ms(us):
+    return "%.2f ms" % (us / 1000.0)
+
+
+def main():
+    build = sys.argv[1] if len(sys.argv) > 1 else "build"
+    binary = os.path.abspath(os.path.join(build, "keyward"))
+    for what, path in (("keyward", binary), ("nginx", NGINX)):
+        if not os.access(path, os.X_OK):
+            raise BenchError("%s not found at %s (run `make build`, scripts/deps.sh bench)"
+                             % (what, path))
+    if not shutil.which(WRK):
+        raise BenchError("wrk not found: scripts/deps.sh bench installs it")
+
+    tmp = tempfile.mkdtemp(prefix="keyward-bench-")
+    procs = []
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    results = []
+    try:
+        # ---- keyward, access log on (to a file) ----
+        kw = Keyward(binary, tmp, "access")
+        procs.append(kw)
+        first = kw.first_run()
+        t0 = time.monotonic()
+        keys = create_keys(kw.port, first["secret"], first["account"]["id"], KEYS)
+        setup_s = time.monotonic() - t0
+        keys_file = os.path.join(tmp, "keys.txt")
+        with open(keys_file, "w") as f:
+            f.write("\n".join(keys) + "\n")
+        print("setup: %d keys created over HTTP in %.1f s; wrk -t%d -c%d, %d s a run; "
+              "keyward --threads = %d CPUs, nginx worker_processes auto"
+              % (len(keys), setup_s, WRK_THREADS, WRK_CONNECTIONS, SECONDS, os.cpu_count()),
+              flush=True)
+
+        wrk(kw.port, keys_file, "verify", 1)  # warm-up
+        results.append(("keyward POST /v1/keys/verify", wrk(kw.port, keys_file, "verify",
+                                                               SECONDS), True))
+        results.append(("keyward GET /v1/auth", wrk(kw.port, keys_file, "auth",
+                                                       EXTRA_SECONDS), True))
+        kw.stop()
+        log_lines = sum(1 for _ in open(kw.log_path, "rb"))
+
+        # ---- keyward, access log off, same data dir ----
+        kw = Keyward(binary, tmp, "nolog", {"KEYWARD_ACCESS_LOG": "off"})
+        procs.append(kw)
+        wrk(kw.port, keys_file, "verify", 1)
+        results.append(("keyward verify, access log off", wrk(kw.port, keys_file, "verify",
+                                                                 EXTRA_SECONDS), True))
+        kw.stop()
+
+        # ---- nginx, constant answer ----
+        port = free_port()
+        conf = os.path.join(tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF % {"dir": tmp, "port": port,
+                                  "user": "user root;" if os.geteuid() == 0 else ""})
+        ngx = subprocess.Popen([NGINX, "-p", tmp, "-c", conf], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(ngx)
+        wait_port(port, ngx, "nginx")
+        wrk(port, keys_file, "verify", 1)
+        results.append(("nginx return 200 (reference)", wrk(port, keys_file, "verify",
+                                                            SECONDS), False))
+        stop(ngx)
+    finally:
+        for p in procs:
+            if isinstance(p, Keyward):
+                p.stop()
+            else:
+                stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # ---- report ----
+    print()
+    print("%-32s %10s %10s %10s %9s %8s %7s" % ("target", "req/s", "p50", "p99", "requests",
+                                               "not-ok", "errors"))
+    for name, r, is_kw in results:
+        # The reference's constant body has no "VALID": only its status counts.
+        not_ok = r["bad_status"] + (r["not_valid"] if is_kw else 0)
+        print("%-32s %10.0f %10s %10s %9d %8d %7d"
+              % (name, r["rps"], ms(r["p50_us"]), ms(r["p99_us"]), r["requests"], not_ok,
+                 r["errors"]))
+    kwv = results[0][1]
+    ngx = results[-1][1]
+    tput = kwv["rps"] / ngx["rps"]
+    p99 = kwv["p99_us"] / max(ngx["p99_us"], 1)
+    print()
+    print("keyward/nginx throughput: %.2f   (target >= 0.60)  %s"
+          % (tput, "ok" if tput >= 0.6 else "MISSED"))
+    print("keyward/nginx p99:        %.2f   (target <= 1.50)  %s"
+          % (p99, "ok" if p99 <= 1.5 else "MISSED"))
+    print("access log lines written during the logged runs: %d" % log_lines)
+
+    bad = [(n, r) for n, r, is_kw in results if is_kw and (r["bad_status"] or r["not_valid"]
+                                                            or r["errors"])]
+    for n, r in bad:
+        print("!!! %s: %d answers with the wrong status, %d without VALID, %d socket errors "
+              "- THESE FIGURES ARE NOT VERIFICATIONS OF VALID KEYS"
+              % (n, r["bad_status"], r["not_valid"], r["errors"]))
+    if not bad:
+        print("every keyward answer was 200 VALID (204 for /v1/auth)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print("bench: %s" % e, file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        sys.exit(130)
