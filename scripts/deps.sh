@@ -3,8 +3,10 @@
 #
 # Usage: scripts/deps.sh [build|test|fuzz]
 #   build  compiler, Meson, Ninja and the libraries keyward links against
-#   test   build, plus cmocka (unit tests), python3 (black-box tests) and the
-#          linters clang-format, clang-tidy and cppcheck
+#          (libpq for the PostgreSQL store)
+#   test   build, plus cmocka (unit tests), python3 (black-box tests), the
+#          linters clang-format, clang-tidy and cppcheck, and the PostgreSQL
+#          server that scripts/pg.sh starts for the PostgreSQL test runs
 #   fuzz   build, plus clang and its libFuzzer runtime
 #
 # Run as root, it installs whatever is missing with apt-get. Run as another
@@ -12,10 +14,10 @@
 set -eu
 
 profile=${1:-build}
-pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev zlib1g-dev"
+pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev libpq-dev zlib1g-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 clang-format clang-tidy cppcheck" ;;
+test) pkgs="$pkgs libcmocka-dev python3 clang-format clang-tidy cppcheck postgresql" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 *)
 	echo "usage: scripts/deps.sh [build|test|fuzz]" >&2

@@ -26,12 +26,28 @@
  * long an unreachable server can hold a request; lock_timeout and
  * statement_timeout bound how long a busy one can.
  */
-static const char *const conn_keys[] = {
-    "connect_timeout", "application_name", "client_encoding", "keepalives", "keepalives_idle",
-    "keepalives_interval", "keepalives_count", "tcp_user_timeout", "options", "dbname", NULL};
-static const char *const conn_values[] = {
-    "3", "keyward", "UTF8", "1", "10", "3", "3", "10000",
-    "-c lock_timeout=5000 -c statement_timeout=30000", NULL /* the URL */, NULL};
+static const char *const conn_keys[] = {"connect_timeout",
+                                        "application_name",
+                                        "client_encoding",
+                                        "keepalives",
+                                        "keepalives_idle",
+                                        "keepalives_interval",
+                                        "keepalives_count",
+                                        "tcp_user_timeout",
+                                        "options",
+                                        "dbname",
+                                        NULL};
+static const char *const conn_values[] = {"3",
+                                          "keyward",
+                                          "UTF8",
+                                          "1",
+                                          "10",
+                                          "3",
+                                          "3",
+                                          "10000",
+                                          "-c lock_timeout=5000 -c statement_timeout=30000",
+                                          NULL /* the URL */,
+                                          NULL};
 
 struct kw_pg_pool {
     pthread_mutex_t lock;
