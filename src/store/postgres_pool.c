@@ -88,6 +88,13 @@ static void conn_close(kw_pg_conn *c)
     free(c);
 }
 
+/* The store never writes to stderr: server notices are dropped. */
+static void on_notice(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+}
+
 /* Opens one connection; KW_ERR_UNAVAILABLE when the server does not accept it. */
 static kw_status conn_open(kw_pg_pool *p, kw_pg_conn **out)
 {
@@ -109,6 +116,7 @@ static kw_status conn_open(kw_pg_pool *p, kw_pg_conn **out)
         conn_close(c);
         return KW_ERR_UNAVAILABLE;
     }
+    PQsetNoticeReceiver(c->db, on_notice, NULL); /* kept across PQreset */
     *out = c;
     return KW_OK;
 }
