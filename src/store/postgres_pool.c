@@ -83,6 +83,8 @@ kw_status kw_pg_status(const char *sqlstate, bool lost)
 
 static void conn_close(kw_pg_conn *c)
 {
+    if (!c)
+        return;
     PQfinish(c->db);
     free(c->prepared);
     free(c);
