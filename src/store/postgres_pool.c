@@ -137,6 +137,8 @@ kw_status kw_pg_pool_open(const char *url, const char *const *sql, int count, in
     *out = NULL;
     if (!PQisthreadsafe())
         return kw_error_set(err, KW_ERR_INTERNAL, "libpq was built without thread safety.");
+    if (sodium_init() < 0) /* for the random retry pauses */
+        return kw_error_set(err, KW_ERR_INTERNAL, "libsodium could not be initialised.");
     size_t len = strlen(url);
     kw_pg_pool *p = calloc(1, sizeof *p + len + 1);
     if (!p)
