@@ -3,9 +3,11 @@
 #
 # Usage: scripts/deps.sh [build|test|bench|fuzz]
 #   build  compiler, Meson, Ninja and the libraries keyward links against
+#          (libpq for the PostgreSQL store, libmicrohttpd for the server)
 #   test   build, plus cmocka (unit tests), python3 (black-box tests), nginx
-#          (the auth_request test), and the linters clang-format, clang-tidy
-#          and cppcheck
+#          (the auth_request test), the linters clang-format, clang-tidy and
+#          cppcheck, and the PostgreSQL server that scripts/pg.sh starts for
+#          the PostgreSQL test runs
 #   bench  build, plus wrk (load generator) and nginx (the reference server)
 #   fuzz   build, plus clang and its libFuzzer runtime
 #
@@ -14,11 +16,11 @@
 set -eu
 
 profile=${1:-build}
-pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev zlib1g-dev"
+pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev libpq-dev zlib1g-dev"
 pkgs="$pkgs libmicrohttpd-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck" ;;
+test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql" ;;
 bench) pkgs="$pkgs python3 wrk nginx-light" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 *)

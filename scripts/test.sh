@@ -6,6 +6,10 @@
 #   sanitize  build-sanitize/ with AddressSanitizer + UndefinedBehaviorSanitizer
 #   all       both, one after the other
 #
+# Each build runs every test on SQLite, then the meson suite "postgres"
+# (the store, service and concurrency tests) again against a throwaway
+# PostgreSQL server from scripts/pg.sh. KEYWARD_TEST_POSTGRES=0 skips that.
+#
 # The last line counts every test case of every run (TAP "ok"/"not ok"):
 #   tests: N passed, N failed
 set -eu
@@ -20,6 +24,18 @@ run_suite() { # dir, meson setup options...
 	status=0
 	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=$?
 	python3 scripts/test-summary.py "$dir/meson-logs/testlog.json" >>"$summary"
+	if [ "${KEYWARD_TEST_POSTGRES:-1}" != 0 ]; then
+		echo "tests: the suite \"postgres\" on PostgreSQL"
+		# A failure to start the server counts as one failed test.
+		scripts/pg.sh meson test -C "$dir" --suite postgres --print-errorlogs \
+			--num-processes 2 --logbase pglog || status=$?
+		if [ -f "$dir/meson-logs/pglog.json" ]; then
+			python3 scripts/test-summary.py "$dir/meson-logs/pglog.json" >>"$summary"
+			rm -f "$dir/meson-logs/pglog.json"
+		else
+			echo "0 1" >>"$summary"
+		fi
+	fi
 	return $status
 }
 

@@ -34,12 +34,13 @@ kw_status kw_store_open(const char *url, kw_store **out, kw_error *err)
         return kw_store_sqlite_open(url + 7, out, err);
     }
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return kw_error_set(err, KW_ERR_INVALID,
-                            "PostgreSQL stores are not supported by this build.");
+        return kw_store_postgres_open(url, out, err);
     size_t n = scheme_length(url);
     if (n == 0 || n > 32)
-        return kw_error_set(err, KW_ERR_INVALID, "The store URL has no scheme; use sqlite:PATH.");
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "The store URL has no scheme; use sqlite:PATH or postgres://HOST/DB.");
     return kw_error_set(err, KW_ERR_INVALID,
-                        "The store URL scheme \"%.*s\" is not supported; use sqlite:PATH.", (int)n,
-                        url);
+                        "The store URL scheme \"%.*s\" is not supported; use sqlite:PATH or "
+                        "postgres://HOST/DB.",
+                        (int)n, url);
 }

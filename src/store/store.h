@@ -116,12 +116,21 @@ struct kw_store {
 
 /*
  * Opens the store named by url: "sqlite:PATH" (PATH created with mode 0600
- * when missing). On success *out is owned by the caller, who releases it
- * with out->ops->close(out). On failure *out is NULL and err says why.
+ * when missing), or "postgres://..." / "postgresql://..." (a libpq
+ * connection URI; the database must exist, keyward creates its tables). On success *out is owned by
+ * the caller, who releases it with out->ops->close(out). On failure *out is NULL and err says why.
  */
 kw_status kw_store_open(const char *url, kw_store **out, kw_error *err);
 
 /* The SQLite backend (store/sqlite.c). */
 kw_status kw_store_sqlite_open(const char *path, kw_store **out, kw_error *err);
+
+/*
+ * The PostgreSQL backend (store/postgres.c): url is a postgres:// or
+ * postgresql:// URI. KW_ERR_INVALID when it is malformed,
+ * KW_ERR_UNAVAILABLE when the server cannot be reached; err never repeats
+ * the URL, which may hold a password.
+ */
+kw_status kw_store_postgres_open(const char *url, kw_store **out, kw_error *err);
 
 #endif

@@ -1,11 +1,15 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 char *tu_tempdir(void)
 {
@@ -17,7 +21,113 @@ char *tu_tempdir(void)
     return strdup(tmpl);
 }
 
+/* ---- PostgreSQL databases, one per test directory ---- */
+
+enum { MAX_DATABASES = 64 };
+
+static struct {
+    char *dir;
+    char *url;
+    char name[40];
+} databases[MAX_DATABASES];
+static pthread_mutex_t databases_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const char *tu_pg_server(void)
+{
+    const char *url = getenv("KEYWARD_TEST_STORE_URL");
+    return url && *url ? url : NULL;
+}
+
+const char *tu_pg_exec(const char *url, const char *sql)
+{
+    static _Thread_local char state[6];
+    char admin[1024];
+    if (!url) {
+        snprintf(admin, sizeof admin, "%s/postgres", tu_pg_server());
+        url = admin;
+    }
+    PGconn *db = PQconnectdb(url);
+    if (PQstatus(db) != CONNECTION_OK) {
+        fprintf(stderr, "tu_pg_exec: %s", PQerrorMessage(db));
+        PQfinish(db);
+        snprintf(state, sizeof state, "08006");
+        return state;
+    }
+    PGresult *res = PQexec(db, sql);
+    ExecStatusType rs = PQresultStatus(res);
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(state, sizeof state, "%s",
+             rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK ? ""
+             : code                                          ? code
+                                                             : "XX000");
+    PQclear(res);
+    PQfinish(db);
+    return state;
+}
+
+const char *tu_store_url(const char *dir)
+{
+    const char *server = tu_pg_server();
+    if (!server)
+        abort();
+    pthread_mutex_lock(&databases_lock);
+    const char *url = NULL;
+    int free_slot = -1;
+    for (int i = 0; i < MAX_DATABASES && !url; i++) {
+        if (databases[i].dir && strcmp(databases[i].dir, dir) == 0)
+            url = databases[i].url;
+        else if (!databases[i].dir && free_slot < 0)
+            free_slot = i;
+    }
+    if (!url) {
+        if (free_slot < 0)
+            abort();
+        unsigned char rnd[8];
+        randombytes_buf(rnd, sizeof rnd);
+        char *name = databases[free_slot].name;
+        memcpy(name, "kwtest_", 8);
+        sodium_bin2hex(name + 7, sizeof databases[free_slot].name - 7, rnd, sizeof rnd);
+        char sql[128];
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+        if (*tu_pg_exec(NULL, sql))
+            abort();
+        size_t len = strlen(server) + strlen(name) + 2;
+        databases[free_slot].url = malloc(len);
+        snprintf(databases[free_slot].url, len, "%s/%s", server, name);
+        databases[free_slot].dir = strdup(dir);
+        url = databases[free_slot].url;
+    }
+    pthread_mutex_unlock(&databases_lock);
+    return url;
+}
+
+/* Drops the database of dir, if it has one; FORCE ends connections left open. */
+static void drop_database(const char *dir)
+{
+    pthread_mutex_lock(&databases_lock);
+    for (int i = 0; i < MAX_DATABASES; i++) {
+        if (!databases[i].dir || strcmp(databases[i].dir, dir) != 0)
+            continue;
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", databases[i].name);
+        tu_pg_exec(NULL, sql);
+        free(databases[i].dir);
+        free(databases[i].url);
+        databases[i].dir = databases[i].url = NULL;
+    }
+    pthread_mutex_unlock(&databases_lock);
+}
+
+static void tu_rmtree_files(const char *dir);
+
 void tu_rmtree(const char *dir)
+{
+    drop_database(dir);
+    tu_rmtree_files(dir);
+}
+
+/* The files of tu_rmtree. */
+static void tu_rmtree_files(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -30,7 +140,7 @@ void tu_rmtree(const char *dir)
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         struct stat st;
         if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            tu_rmtree(path);
+            tu_rmtree_files(path);
         else
             unlink(path);
     }
@@ -43,6 +153,8 @@ void tu_config(kw_config *cfg, const char *dir)
     kw_config_defaults(cfg);
     cfg->data_dir = dir;
     cfg->last_used_interval_ms = 100;
+    if (tu_pg_server())
+        cfg->store_url = tu_store_url(dir);
 }
 
 kw_service *tu_service(char **dir)

@@ -1,0 +1,24 @@
+/*
+ * postgres_schema.h - the PostgreSQL backend's schema migrations, internal
+ * to src/store.
+ */
+#ifndef KW_POSTGRES_SCHEMA_H
+#define KW_POSTGRES_SCHEMA_H
+
+#include "core/status.h"
+#include "store/postgres_pool.h"
+
+/* The schema version this build knows; a database beyond it is refused. */
+int kw_pg_schema_latest(void);
+
+/*
+ * Applies every migration step the database lacks, each in its own
+ * transaction that first takes a transaction-level advisory lock, so that
+ * any number of nodes may start on the same database at once: the others
+ * wait, then find the step recorded and skip it. On KW_OK *version holds
+ * the resulting schema version. On failure the failing step is rolled back
+ * and err holds a plain sentence.
+ */
+kw_status kw_pg_migrate(kw_pg_conn *c, int *version, kw_error *err);
+
+#endif
