@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 BIN = os.path.abspath(os.environ.get("KEYWARD_BIN", "build/keyward"))
@@ -34,6 +35,10 @@ class Server:
         self.port = None
         self.first_run = None
         self._stderr = b""
+        self.stdout_start = b""  # what stdout held by the time the server was ready
+        self.stdout_rest = b""  # what stdout held after that, once stopped
+        self._reader = None  # drains stderr once started, so the server never blocks on it
+        self._lock = threading.Lock()
 
     # ---- lifecycle ----
 
@@ -64,11 +69,28 @@ class Server:
                     self._find_port()
                 else:
                     out += chunk
+                    self.stdout_start = out
                     try:
                         self.first_run = json.loads(out)
                     except ValueError:
                         pass
+        # The access log can outgrow the pipe's buffer: keep reading it, or
+        # the server would block writing it.
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         return self
+
+    def _drain(self):
+        fd = self.proc.stderr.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._stderr += chunk
 
     def _find_port(self):
         for line in self._stderr.splitlines():
@@ -81,6 +103,15 @@ class Server:
 
     def log(self):
         """Everything the server wrote to stderr so far (the access log), as bytes."""
+        if self._reader:
+            # what the server writes right now is in once nothing came for 50 ms
+            while True:
+                with self._lock:
+                    seen = len(self._stderr)
+                time.sleep(0.05)
+                with self._lock:
+                    if len(self._stderr) == seen:
+                        return self._stderr
         if self.proc and self.proc.stderr and not self.proc.stderr.closed:
             while True:
                 ready, _, _ = select.select([self.proc.stderr], [], [], 0.05)
@@ -98,6 +129,19 @@ class Server:
             return None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+        if self._reader:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(timeout=10)
+            if not self._reader.is_alive():
+                self.proc.stderr.close()
+            if not self.proc.stdout.closed:
+                self.stdout_rest += self.proc.stdout.read()
+                self.proc.stdout.close()
+            return self.proc.returncode
         try:
             rest_out, rest_err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
