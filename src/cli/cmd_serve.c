@@ -140,8 +140,11 @@ int kw_cli_serve(kw_cli *cli, int argc, char **argv)
     rc = options(cli, &o);
     kw_http_server *srv = NULL;
     kw_error err;
-    if (rc == KW_CLI_EXIT_OK && kw_http_start(svc, &o, &srv, &err) != KW_OK)
+    if (rc == KW_CLI_EXIT_OK && kw_http_start(svc, &o, &srv, &err) != KW_OK) {
         rc = kw_cli_fail(&err);
+        if (err.status == KW_ERR_INVALID) /* a bad listen address is wrong usage */
+            rc = KW_CLI_EXIT_USAGE;
+    }
     char console[160];
     if (rc == KW_CLI_EXIT_OK) {
         snprintf(console, sizeof console, "%s/", kw_http_url(srv));

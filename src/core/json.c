@@ -4,7 +4,9 @@
  */
 #include "core/json.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <sodium.h>
 
@@ -115,6 +117,69 @@ json_t *kw_json_verify_result(const kw_verify_result *r)
     return json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "valid", 1, "code", "VALID", "account_id",
                      r->key.account_id, "key_id", r->key.id, "name", r->key.name, "environment",
                      r->key.environment);
+}
+
+/* Appends s as a JSON string body (no quotes), escaped as jansson's dumper does. */
+static bool put_escaped(char **p, const char *end, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc = c == '"'    ? '"'
+                   : c == '\\' ? '\\'
+                   : c == '\b' ? 'b'
+                   : c == '\f' ? 'f'
+                   : c == '\n' ? 'n'
+                   : c == '\r' ? 'r'
+                   : c == '\t' ? 't'
+                               : 0;
+        size_t need = esc ? 2 : c < 0x20 ? 6 : 1;
+        if ((size_t)(end - *p) <= need)
+            return false;
+        if (esc) {
+            *(*p)++ = '\\';
+            *(*p)++ = esc;
+        } else if (c < 0x20) {
+            memcpy(*p, "\\u00", 4);
+            (*p)[4] = hex[c >> 4];
+            (*p)[5] = hex[c & 15];
+            *p += 6;
+        } else {
+            *(*p)++ = (char)c;
+        }
+    }
+    return true;
+}
+
+static bool put_raw(char **p, const char *end, const char *s)
+{
+    size_t n = strlen(s);
+    if ((size_t)(end - *p) <= n)
+        return false;
+    memcpy(*p, s, n);
+    *p += n;
+    return true;
+}
+
+size_t kw_json_verify_text(const kw_verify_result *r, char *out, size_t size)
+{
+    char *p = out;
+    const char *end = out + size;
+    bool ok;
+    if (r->code != KW_VERIFY_VALID) {
+        ok = put_raw(&p, end, "{\"valid\":false,\"code\":\"") &&
+             put_raw(&p, end, kw_verify_code_name(r->code)) && put_raw(&p, end, "\"}");
+    } else {
+        ok = put_raw(&p, end, "{\"valid\":true,\"code\":\"VALID\",\"account_id\":\"") &&
+             put_escaped(&p, end, r->key.account_id) && put_raw(&p, end, "\",\"key_id\":\"") &&
+             put_escaped(&p, end, r->key.id) && put_raw(&p, end, "\",\"name\":\"") &&
+             put_escaped(&p, end, r->key.name) && put_raw(&p, end, "\",\"environment\":\"") &&
+             put_escaped(&p, end, r->key.environment) && put_raw(&p, end, "\"}");
+    }
+    if (!ok || p >= end)
+        return 0;
+    *p = '\0';
+    return (size_t)(p - out);
 }
 
 json_t *kw_json_key_created(const kw_key *k, const char *secret)

@@ -32,6 +32,13 @@ json_t *kw_json_key_list(const kw_key_list *list);
 /* {"valid": true, "code": "VALID", "account_id", "key_id", "name", "environment"}
  * or {"valid": false, "code": "..."} */
 json_t *kw_json_verify_result(const kw_verify_result *r);
+/*
+ * The compact text of kw_json_verify_result(r), byte for byte, written to
+ * out without building a JSON tree: the hot path of verification. Returns
+ * its length, or 0 when it does not fit in size bytes (NUL included).
+ */
+size_t kw_json_verify_text(const kw_verify_result *r, char *out, size_t size);
+
 /* {"key": {...}, "secret": "..."}: the one document that holds a secret. */
 json_t *kw_json_key_created(const kw_key *k, const char *secret);
 /* {"root_key": {...}, "secret": "..."} */

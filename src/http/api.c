@@ -169,7 +169,13 @@ void kw_http_key_verify(kw_http_req *req)
     if (kw_service_key_verify(req->srv->svc, json_string_value(key), json_string_length(key),
                               kw_http_string(body, "environment"), &result, &err) == KW_OK) {
         kw_http_metrics_verify(req->srv->metrics, result.code);
-        kw_http_reply_json(req, 200, kw_json_verify_result(&result));
+        /* The hot path: the answer is rendered without building a JSON tree. */
+        char text[4096];
+        size_t len = kw_json_verify_text(&result, text, sizeof text);
+        if (len)
+            kw_http_reply_copy(req, 200, "application/json", text, len);
+        else
+            kw_http_reply_json(req, 200, kw_json_verify_result(&result));
     } else {
         kw_http_reply_failure(req, &err);
     }

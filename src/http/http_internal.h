@@ -70,6 +70,7 @@ struct kw_http_server {
     kw_service *svc;
     kw_http_options opt;
     kw_http_metrics *metrics;
+    struct kw_accesslog *log; /* NULL: access log off */
     char url[128];
     uint16_t port;
     atomic_int in_flight;
@@ -110,6 +111,9 @@ void kw_http_reply_empty(kw_http_req *req, unsigned status);
 /* Replies with a static body (not copied) of the given content type. */
 void kw_http_reply_static(kw_http_req *req, unsigned status, const char *content_type,
                           const void *body, size_t len);
+/* Replies with a copy of body, of the given content type. */
+void kw_http_reply_copy(kw_http_req *req, unsigned status, const char *content_type,
+                        const void *body, size_t len);
 /* Replies with a heap body (taken; freed with free) of the given content type. */
 void kw_http_reply_owned(kw_http_req *req, unsigned status, const char *content_type, char *body,
                          size_t len);

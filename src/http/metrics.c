@@ -110,7 +110,7 @@ __attribute__((format(printf, 2, 3))) static void put(text *t, const char *fmt, 
 static void route_labels(size_t r, const char **method, const char **pattern)
 {
     const kw_http_route_info *info = kw_http_route_info_at(r);
-    *method = info ? info->method : "";
+    *method = info ? info->method : "any";
     *pattern = info ? info->pattern : "unmatched";
 }
 

@@ -112,6 +112,14 @@ void kw_http_reply_static(kw_http_req *req, unsigned status, const char *content
     set_reply(req, status, resp, content_type);
 }
 
+void kw_http_reply_copy(kw_http_req *req, unsigned status, const char *content_type,
+                        const void *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    set_reply(req, status, resp, content_type);
+}
+
 void kw_http_reply_owned(kw_http_req *req, unsigned status, const char *content_type, char *body,
                          size_t len)
 {

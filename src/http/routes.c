@@ -5,6 +5,7 @@
  */
 #include "http/http_internal.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,8 +94,9 @@ int kw_http_route_match(const char *method, char *path, const char *params[KW_HT
             }
             return (int)i;
         }
-        int w = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "",
-                         routes[i].info.method);
+        bool get = strcmp(routes[i].info.method, "GET") == 0;
+        int w = snprintf(allow + used, allow_size - used, "%s%s%s", used ? ", " : "",
+                         routes[i].info.method, get ? ", HEAD" : "");
         if (w > 0 && (size_t)w < allow_size - used)
             used += (size_t)w;
     }

@@ -23,6 +23,7 @@
 #include <sodium.h>
 
 #include "core/json.h"
+#include "http/accesslog.h"
 #include "core/timefmt.h"
 
 #define NO_ROUTE kw_http_route_count()
@@ -87,34 +88,38 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t size)
  */
 static void access_log(const kw_http_req *req, uint64_t ns)
 {
-    int fd = req->srv->opt.access_log_fd;
-    if (fd < 0)
+    if (!req->srv->log)
         return;
+    /* The formatted second, kept per thread: strftime once a second, not per request. */
+    static __thread time_t cached_second = -1;
+    static __thread char cached_when[KW_TIME_BUFSZ];
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
-    char when[KW_TIME_BUFSZ];
-    kw_time_format(wall.tv_sec, when);
+    if (wall.tv_sec != cached_second) {
+        kw_time_format(wall.tv_sec, cached_when);
+        cached_second = wall.tv_sec;
+    }
     char client[INET6_ADDRSTRLEN];
     client_address(req->conn, client, sizeof client);
     const kw_http_route_info *info = kw_http_route_info_at(req->route);
+    unsigned long long us = ns / 1000;
     char line[512];
     int n = snprintf(line, sizeof line,
                      "{\"time\":\"%.19s.%03ldZ\",\"client\":\"%s\",\"method\":\"%s\","
-                     "\"route\":\"%s\",\"status\":%u,\"ms\":%.3f}\n",
-                     when, wall.tv_nsec / 1000000, client, method_label(req->method),
-                     info ? info->pattern : "unmatched", req->status, (double)ns / 1e6);
-    if (n > 0 && (size_t)n < sizeof line) {
-        /* One write per line: lines of concurrent requests never interleave. */
-        ssize_t w = write(fd, line, (size_t)n);
-        (void)w;
-    }
+                     "\"route\":\"%s\",\"status\":%u,\"ms\":%llu.%03llu}\n",
+                     cached_when, wall.tv_nsec / 1000000, client, method_label(req->method),
+                     info ? info->pattern : "unmatched", req->status, us / 1000, us % 1000);
+    if (n > 0 && (size_t)n < sizeof line)
+        kw_accesslog_line(req->srv->log, line, (size_t)n);
 }
 
-/* A JSON line about the server itself (start, stop, libmicrohttpd messages). */
+/*
+ * A JSON line about the server itself (start, stop, libmicrohttpd
+ * messages), written to stderr at once, also when the access log is off.
+ */
 static void event_log(const kw_http_server *srv, const char *event, const char *detail)
 {
-    if (srv->opt.access_log_fd < 0)
-        return;
+    (void)srv;
     char when[KW_TIME_BUFSZ];
     kw_time_format(kw_time_now(), when);
     json_t *doc = json_pack("{s:s, s:s, s:s}", "time", when, "event", event, "detail", detail);
@@ -123,7 +128,7 @@ static void event_log(const kw_http_server *srv, const char *event, const char *
     if (text) {
         size_t n = strlen(text);
         text[n] = '\n';
-        ssize_t w = write(srv->opt.access_log_fd, text, n + 1);
+        ssize_t w = write(STDERR_FILENO, text, n + 1);
         (void)w;
         text[n] = '\0';
         kw_json_free(text);
@@ -171,7 +176,6 @@ static enum MHD_Result send_reply(kw_http_req *req)
     struct MHD_Response *resp = req->response;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     if (atomic_load(&req->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return MHD_queue_response(req->conn, req->status, resp);
@@ -377,6 +381,18 @@ static kw_status parse_listen(const char *listen, struct sockaddr_storage *addr,
     return KW_OK;
 }
 
+/*
+ * Keeps the URL as the client sent it: routes and ids are plain ASCII, and
+ * a decoded "%2F" or "%00" would otherwise split or cut a path segment and
+ * reach another route than a proxy in front of keyward saw.
+ */
+static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
 static unsigned online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -400,7 +416,10 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     if (srv->opt.threads == 0)
         srv->opt.threads = online_cpus();
     srv->metrics = kw_http_metrics_new();
-    if (!srv->metrics) {
+    srv->log = o->access_log_fd >= 0 ? kw_accesslog_new(o->access_log_fd) : NULL;
+    if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log)) {
+        kw_http_metrics_free(srv->metrics);
+        kw_accesslog_free(srv->log);
         free(srv);
         return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory.");
     }
@@ -410,14 +429,15 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     size_t memory = o->max_header_bytes * 2 + 16384;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        srv->opt.threads, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        memory, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        srv, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, srv->opt.threads,
+        MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
         kw_http_metrics_free(srv->metrics);
+        kw_accesslog_free(srv->log);
         free(srv);
         return kw_error_set(err, KW_ERR_UNAVAILABLE, "Cannot listen on %s: %s.", o->listen,
                             errno ? strerror(errno) : "the address is not available");
@@ -463,6 +483,7 @@ void kw_http_stop(kw_http_server *srv)
     MHD_stop_daemon(srv->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    kw_accesslog_free(srv->log);
     event_log(srv, "stopped", "all connections closed");
     kw_http_metrics_free(srv->metrics);
     free(srv);

@@ -216,10 +216,18 @@ def test_usage_errors_exit_2():
         eq(out, "", "stdout of %s" % args)
 
 
-def test_serve_is_not_available():
-    rc, out, err = run(["serve"])
-    eq(rc, 2, "serve exit")
-    check("not available" in err, err)
+def test_serve_refuses_bad_settings_with_exit_2():
+    for args, env, word in [
+        (["serve", "--listen", "nonsense"], None, "listen"),
+        (["serve", "--listen", "127.0.0.1:99999"], None, "port"),
+        (["serve", "--threads", "0"], None, "--threads"),
+        (["serve"], {"KEYWARD_MAX_BODY_BYTES": "12"}, "KEYWARD_MAX_BODY_BYTES"),
+        (["serve"], {"KEYWARD_ACCESS_LOG": "syslog"}, "access_log"),
+    ]:
+        rc, out, err = run(args, env=env)
+        eq(rc, 2, "exit of %r %r" % (args, env))
+        check(word in err, err)
+        eq(out, "", "nothing printed on stdout, no first run")
 
 
 def test_global_options_before_and_after_command():

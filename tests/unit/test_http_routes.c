@@ -62,7 +62,7 @@ static void test_unknown_paths_and_wrong_methods(void **state)
         assert_string_equal(allow, "");
     }
     assert_int_equal(match("PUT", "/v1/accounts/a/keys/b", buf, params, allow), -1);
-    assert_string_equal(allow, "GET, DELETE");
+    assert_string_equal(allow, "GET, HEAD, DELETE");
     assert_int_equal(match("GET", "/v1/keys/verify", buf, params, allow), -1);
     assert_string_equal(allow, "POST");
 }

@@ -49,6 +49,40 @@ static void test_invalid_verification_carries_no_ids(void **state)
     json_decref(j);
 }
 
+/* The hand-written verification text must equal jansson's, byte for byte. */
+static void test_verify_text_equals_the_jansson_document(void **state)
+{
+    (void)state;
+    static const char *const names[] = {
+        "Production CRM",
+        "quote \" and \\ backslash",
+        "tab\tnew\nline\rcr\bbs\fff",
+        "ctl \x01\x1f end",
+        "caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x94\x91",
+        "/slash/",
+        "x",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        for (int code = KW_VERIFY_VALID; code <= KW_VERIFY_ENVIRONMENT_MISMATCH; code++) {
+            kw_verify_result r = {.code = (kw_verify_code)code};
+            strcpy(r.key.id, "key_0gbstme5UF9UtDAA3P3okK");
+            strcpy(r.key.account_id, "acc_7iDswA1EEaIgOSt9pioEJR");
+            strcpy(r.key.name, names[i]);
+            strcpy(r.key.environment, "staging");
+            json_t *doc = kw_json_verify_result(&r);
+            char *want = json_dumps(doc, JSON_COMPACT);
+            char got[1024];
+            size_t n = kw_json_verify_text(&r, got, sizeof got);
+            assert_string_equal(got, want);
+            assert_int_equal(n, strlen(want));
+            /* Too small a buffer is refused, never truncated. */
+            assert_int_equal(kw_json_verify_text(&r, got, n), 0);
+            kw_json_free(want);
+            json_decref(doc);
+        }
+    }
+}
+
 static void test_wiping_allocator_round_trips(void **state)
 {
     (void)state;
@@ -65,6 +99,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_object_has_the_api_fields_and_no_secret),
         cmocka_unit_test(test_invalid_verification_carries_no_ids),
+        cmocka_unit_test(test_verify_text_equals_the_jansson_document),
         cmocka_unit_test(test_wiping_allocator_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
