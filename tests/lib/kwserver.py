@@ -7,11 +7,22 @@
 The server runs the built binary ($KEYWARD_BIN) in a temporary directory
 (or data_dir=...), listening on 127.0.0.1 on a free port. Its stderr (the
 access log) is collected in srv.log(). Standard library only.
+
+The store: SQLite in the data directory by default. When
+KEYWARD_TEST_STORE_URL names a PostgreSQL server (scripts/pg.sh sets it),
+each Server gets a fresh, randomly named database there instead (created
+and dropped with psql), KEYWARD_STORE pointing at it and the fixed test
+pepper TEST_PEPPER in KEYWARD_PEPPER. A Server given data_dir=... keeps one
+database per directory, so a restart on the same directory finds its data
+again; those are dropped when the test process exits. store_url=... makes
+several Servers share one database (see create_database()).
 """
 
+import atexit
 import http.client
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -22,12 +33,83 @@ import time
 
 BIN = os.path.abspath(os.environ.get("KEYWARD_BIN", "build/keyward"))
 START_TIMEOUT = 30
+PG_SERVER = os.environ.get("KEYWARD_TEST_STORE_URL") or None
+# Every node of one database must hash with the same pepper: a fixed test keyring.
+TEST_PEPPER = "1:" + "5a" * 16 + "c3" * 16
+PSQL_TIMEOUT = 60
+
+# ---- PostgreSQL databases (only when KEYWARD_TEST_STORE_URL is set) ----
+
+
+def _psql(database, sql):
+    """Runs one SQL command as the server's superuser; raises on failure."""
+    proc = subprocess.run(
+        ["psql", "%s/%s" % (PG_SERVER, database), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=PSQL_TIMEOUT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError("psql %r: %s" % (sql, proc.stderr.decode("utf-8", "replace")))
+    return proc.stdout
+
+
+def create_database():
+    """Creates an empty database on the test server; returns (name, url)."""
+    name = "kwhttp_" + secrets.token_hex(8)
+    _psql("postgres", "CREATE DATABASE %s" % name)
+    return name, "%s/%s" % (PG_SERVER, name)
+
+
+def drop_database(name):
+    """Drops a database of create_database(), ending the sessions still in it."""
+    try:
+        _psql("postgres", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
+        pass  # the server may be gone already: scripts/pg.sh removes it anyway
+
+
+def dump_database(url):
+    """The whole database as pg_dump's plain SQL text, as bytes."""
+    proc = subprocess.run(
+        ["pg_dump", "--no-owner", url],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=PSQL_TIMEOUT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError("pg_dump: %s" % proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout
+
+
+_dir_databases = {}  # data dir given by a test -> (name, url), dropped at exit
+
+
+def _drop_dir_databases():
+    for name, _ in _dir_databases.values():
+        drop_database(name)
+    _dir_databases.clear()
+
+
+atexit.register(_drop_dir_databases)
 
 
 class Server:
-    def __init__(self, data_dir=None, args=(), env=None, first_run=True):
+    def __init__(self, data_dir=None, args=(), env=None, first_run=True, store_url=None):
         self._own_dir = data_dir is None
         self.dir = tempfile.mkdtemp(prefix="keyward-http-") if data_dir is None else data_dir
+        self.database = None  # the database this Server created and drops at cleanup
+        self.store_url = store_url  # None: SQLite in the data dir
+        if store_url is None and PG_SERVER:
+            if self._own_dir:
+                self.database, self.store_url = create_database()
+            else:
+                key = os.path.realpath(self.dir)
+                if key not in _dir_databases:
+                    _dir_databases[key] = create_database()
+                self.store_url = _dir_databases[key][1]
         self.args = list(args)
         self.env = env or {}
         self.expect_first_run = first_run
@@ -45,6 +127,9 @@ class Server:
     def start(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
         env["KEYWARD_DATA_DIR"] = os.path.join(self.dir, "var")
+        if self.store_url:
+            env["KEYWARD_STORE"] = self.store_url
+            env["KEYWARD_PEPPER"] = TEST_PEPPER
         env.update(self.env)
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--json"] + self.args,
@@ -153,8 +238,26 @@ class Server:
 
     def cleanup(self):
         self.stop()
+        if self.database:
+            drop_database(self.database)
+            self.database = None
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stored_bytes(self):
+        """Everything the store holds at rest, as [(what, bytes)]: the files of the data
+        dir, plus pg_dump's text of the database on PostgreSQL."""
+        blobs = []
+        for dirpath, _, files in os.walk(self.dir):
+            for f in files:
+                try:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        blobs.append((os.path.join(dirpath, f), fh.read()))
+                except OSError:
+                    pass
+        if self.store_url:
+            blobs.append(("pg_dump of the database", dump_database(self.store_url)))
+        return blobs
 
     def __enter__(self):
         return self.start()
