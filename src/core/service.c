@@ -25,6 +25,7 @@ void kw_config_defaults(kw_config *cfg)
     cfg->key_prefix = "kw";
     cfg->max_keys_per_account = 25;
     cfg->last_used_interval_ms = 5000;
+    cfg->verify_cache_entries = 16384;
 }
 
 int64_t kw_service_now(const kw_service *svc)
@@ -181,8 +182,11 @@ kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err)
     pthread_condattr_destroy(&ca);
 
     svc->lastused = kw_lastused_new();
-    st = svc->lastused ? open_parts(svc, cfg, err)
-                       : kw_error_set(err, KW_ERR_INTERNAL, "out of memory.");
+    if (cfg->verify_cache_entries > 0)
+        svc->cache = kw_keycache_new((size_t)cfg->verify_cache_entries);
+    st = svc->lastused && (svc->cache || cfg->verify_cache_entries <= 0)
+             ? open_parts(svc, cfg, err)
+             : kw_error_set(err, KW_ERR_INTERNAL, "out of memory.");
     if (st == KW_OK) {
         if (pthread_create(&svc->flusher, NULL, on_flush_timer, svc) == 0)
             svc->flusher_running = true;
@@ -213,6 +217,7 @@ void kw_service_close(kw_service *svc)
     if (svc->store)
         svc->store->ops->close(svc->store);
     kw_lastused_free(svc->lastused);
+    kw_keycache_free(svc->cache);
     kw_pepper_free(svc->pepper);
     pthread_cond_destroy(&svc->cv);
     pthread_mutex_destroy(&svc->mu);
@@ -372,6 +377,10 @@ kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *
         return st;
     kw_audit au = {kw_service_now(svc), actor, "key.delete"};
     st = svc->store->ops->key_delete(svc->store, account_id, key_id, &au);
+    /* The commit changed the store's token already; ending the epoch here
+     * does not depend on that. */
+    if (st == KW_OK && svc->cache)
+        kw_keycache_invalidate(svc->cache);
     if (st == KW_ERR_NOT_FOUND)
         return kw_error_set(err, st, "Key not found.");
     return st == KW_OK ? KW_OK : kw_service_store_error(st, "deleting the key", err);
@@ -395,14 +404,27 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
     if (parts.environment_len == sizeof KW_ROOT_ENVIRONMENT - 1 &&
         memcmp(parts.environment, KW_ROOT_ENVIRONMENT, parts.environment_len) == 0)
         return KW_OK;
+    /* Verifications are served from memory while the store reports no
+     * commit since they were read (core/keycache.h). */
+    int64_t now = kw_service_now(svc);
+    uint64_t token = 0;
+    bool cached = svc->cache && svc->store->ops->change_token &&
+                  svc->store->ops->change_token(svc->store, &token) == KW_OK;
+    uint64_t epoch = cached ? kw_keycache_sync(svc->cache, token) : 0;
     /* The current pepper first; older versions only for keys made before a
      * rotation, so the common case costs one HMAC and one lookup. */
     kw_status st = KW_ERR_NOT_FOUND;
     for (size_t i = 0; i < kw_pepper_count(svc->pepper) && st == KW_ERR_NOT_FOUND; i++) {
         uint8_t hash[KW_HASH_BYTES];
         kw_pepper_hash(svc->pepper, i, key, len, hash);
+        if (cached && kw_keycache_get(svc->cache, hash, epoch, now, &out->key)) {
+            st = KW_OK;
+            break;
+        }
         st = svc->store->ops->key_find(svc->store, hash, kw_pepper_version(svc->pepper, i),
                                        &out->key);
+        if (st == KW_OK && cached)
+            kw_keycache_put(svc->cache, hash, epoch, now, &out->key);
     }
     if (st == KW_ERR_NOT_FOUND) {
         memset(&out->key, 0, sizeof out->key);
@@ -412,7 +434,6 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
         memset(&out->key, 0, sizeof out->key);
         return kw_service_store_error(st, "verifying the key", err);
     }
-    int64_t now = kw_service_now(svc);
     if (required_env && strcmp(required_env, out->key.environment) != 0)
         out->code = KW_VERIFY_ENVIRONMENT_MISMATCH;
     else if (out->key.expires_at != 0 && out->key.expires_at <= now)

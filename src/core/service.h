@@ -30,6 +30,7 @@ typedef struct {
     const char *key_prefix;    /* "kw" */
     int max_keys_per_account;  /* 25 */
     int last_used_interval_ms; /* how often pending last-used times are written; 5000 */
+    int verify_cache_entries;  /* keys kept in memory for verification; 0: none; 16384 */
     int64_t (*clock)(void);    /* Unix seconds; NULL: the system clock (tests set it) */
 } kw_config;
 

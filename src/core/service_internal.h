@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "core/keycache.h"
 #include "core/lastused.h"
 #include "core/pepper.h"
 #include "core/service.h"
@@ -24,6 +25,7 @@ struct kw_service {
     int64_t (*clock)(void);
 
     kw_lastused *lastused;
+    kw_keycache *cache; /* NULL: verifications are not cached */
     pthread_t flusher;
     bool flusher_running;
     bool stopping;

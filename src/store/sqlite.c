@@ -12,6 +12,7 @@
 #include "store/store.h"
 #include "store/sqlite_pool.h"
 #include "store/sqlite_schema.h"
+#include "store/sqlite_watch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -108,6 +109,7 @@ static const char *const query_sql[Q_COUNT] = {
 typedef struct {
     kw_store base;
     kw_sqlite_pool *pool;
+    kw_sqlite_watch *watch; /* NULL: no change token, no verification cache */
 } sqlite_store;
 
 /*
@@ -640,10 +642,20 @@ static kw_status op_bootstrap(kw_store *base, const kw_account *a, const kw_user
     return tx_close(base, c, status);
 }
 
+static kw_status op_change_token(kw_store *base, uint64_t *token)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    if (!s->watch)
+        return KW_ERR_UNAVAILABLE;
+    *token = kw_sqlite_watch_token(s->watch);
+    return KW_OK;
+}
+
 static void op_close(kw_store *base)
 {
     if (!base)
         return;
+    kw_sqlite_watch_close(((sqlite_store *)base)->watch);
     kw_sqlite_pool_close(STORE(base));
     free(base);
 }
@@ -669,6 +681,7 @@ static const kw_store_ops sqlite_ops = {
     .user_find_by_email = op_user_find_by_email,
     .pepper_check = op_pepper_check,
     .audit_list = op_audit_list,
+    .change_token = op_change_token,
     .key_count_active = op_key_count_active,
     .bootstrap = op_bootstrap,
 };
@@ -714,6 +727,7 @@ kw_status kw_store_sqlite_open(const char *path, kw_store **out, kw_error *err)
                             sqlite3_errstr(rc));
     }
     s->base.ops = &sqlite_ops;
+    s->watch = kw_sqlite_watch_open(path);
     *out = &s->base;
     return KW_OK;
 }

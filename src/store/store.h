@@ -94,6 +94,15 @@ typedef struct kw_store_ops {
     /* Audit entries, newest first, of one account (or all when account_id is NULL). */
     kw_status (*audit_list)(kw_store *s, const char *account_id, size_t limit, kw_audit_list *out);
 
+    /*
+     * Optional (NULL when the backend cannot offer it): a value that changes
+     * whenever any process commits anything to the store, read without a
+     * query or a lock. Once a commit has returned, every later call, in
+     * any process, sees the new value. The key service caches
+     * verifications only when this is available (see core/keycache.h).
+     */
+    kw_status (*change_token)(kw_store *s, uint64_t *token);
+
     /* Counts the keys of all accounts that are unexpired at `now` (for metrics). */
     kw_status (*key_count_active)(kw_store *s, int64_t now, int64_t *count);
 
