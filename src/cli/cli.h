@@ -31,6 +31,7 @@ typedef enum {
     KW_CLI_KEY_PREFIX,
     KW_CLI_MAX_KEYS,
     KW_CLI_LAST_USED_INTERVAL,
+    KW_CLI_VERIFY_CACHE,
     /* serve's own settings */
     KW_CLI_LISTEN,
     KW_CLI_THREADS,

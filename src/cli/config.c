@@ -30,6 +30,8 @@ static const struct setting {
                          "--max-keys-per-account", 1, 100000},
     [KW_CLI_LAST_USED_INTERVAL] = {"last_used_interval_ms", "KEYWARD_LAST_USED_INTERVAL_MS", NULL,
                                    10, 3600000},
+    [KW_CLI_VERIFY_CACHE] = {"verify_cache_entries", "KEYWARD_VERIFY_CACHE_ENTRIES", NULL, 0,
+                             16777216},
     [KW_CLI_LISTEN] = {"listen", "KEYWARD_LISTEN", "--listen", 0, 0},
     [KW_CLI_THREADS] = {"threads", "KEYWARD_THREADS", "--threads", 1, 256},
     [KW_CLI_MAX_BODY_BYTES] = {"max_body_bytes", "KEYWARD_MAX_BODY_BYTES", NULL, 1024, 16777216},
@@ -209,6 +211,7 @@ static int resolve(kw_cli *cli)
     int *ints[KW_CLI_SETTING_COUNT] = {
         [KW_CLI_MAX_KEYS] = &cfg->max_keys_per_account,
         [KW_CLI_LAST_USED_INTERVAL] = &cfg->last_used_interval_ms,
+        [KW_CLI_VERIFY_CACHE] = &cfg->verify_cache_entries,
     };
     for (size_t i = 0; i < KW_CLI_SETTING_COUNT; i++) {
         const char *value = lookup(cli, i, &from);

@@ -119,20 +119,36 @@ json_t *kw_json_verify_result(const kw_verify_result *r)
                      r->key.environment);
 }
 
+/* The letter of a two-character escape (\n, \", ...) for c, or 0. */
+static char short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"':
+        return '"';
+    case '\\':
+        return '\\';
+    case '\b':
+        return 'b';
+    case '\f':
+        return 'f';
+    case '\n':
+        return 'n';
+    case '\r':
+        return 'r';
+    case '\t':
+        return 't';
+    default:
+        return 0;
+    }
+}
+
 /* Appends s as a JSON string body (no quotes), escaped as jansson's dumper does. */
 static bool put_escaped(char **p, const char *end, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        char esc = c == '"'    ? '"'
-                   : c == '\\' ? '\\'
-                   : c == '\b' ? 'b'
-                   : c == '\f' ? 'f'
-                   : c == '\n' ? 'n'
-                   : c == '\r' ? 'r'
-                   : c == '\t' ? 't'
-                               : 0;
+        char esc = short_escape(c);
         size_t need = esc ? 2 : c < 0x20 ? 6 : 1;
         if ((size_t)(end - *p) <= need)
             return false;

@@ -1037,6 +1037,34 @@ def test_delete_then_verify_is_not_found_at_once():
     eq((listing["keys"], listing["active_count"]), ([], 0), "all deleted")
 
 
+def test_cli_delete_while_serving_is_refused_at_once():
+    """A delete by another process (the CLI) reaches the server's very next verification."""
+    import os
+    import subprocess
+
+    import kwserver
+
+    s = srv()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
+    env["KEYWARD_DATA_DIR"] = os.path.join(s.dir, "var")
+    if s.store_url:
+        env["KEYWARD_STORE"] = s.store_url
+        env["KEYWARD_PEPPER"] = kwserver.TEST_PEPPER
+    acc = new_account("CliDelete")
+    for i in range(10):
+        key, secret = new_key(acc, "round %d" % i)
+        for _ in range(3):  # answered from memory after the first time
+            eq(verify(secret)["code"], "VALID", "round %d before delete" % i)
+        proc = subprocess.run(
+            [kwserver.BIN, "key", "delete", "--account", acc, key["id"]],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+        )
+        eq(proc.returncode, 0, "CLI delete: %r" % proc.stderr)
+        eq(verify(secret), {"valid": False, "code": "NOT_FOUND"}, "round %d verify" % i)
+        status, rh = auth({"API-Key": secret})
+        eq((status, rh.get("x-keyward-code")), (401, "NOT_FOUND"), "round %d auth" % i)
+
+
 def test_keep_alive_serves_many_requests_on_one_connection():
     acc = srv().account_id
     conn = http.client.HTTPConnection("127.0.0.1", srv().port, timeout=30)
