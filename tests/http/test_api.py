@@ -1237,6 +1237,57 @@ def test_graceful_stop_finishes_request_in_flight():
         s.cleanup()
 
 
+def _closed_by_server(sock, within):
+    """True when the server closes sock (EOF or reset) within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_connection_limits_and_idle_timeout():
+    env = {"KEYWARD_MAX_CONNECTIONS_PER_IP": "4", "KEYWARD_IDLE_TIMEOUT_S": "2"}
+    s = Server(data_dir=tmpdir(), env=env).start()
+    try:
+        held = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(4)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        check(_closed_by_server(extra, 5), "a fifth connection from one address was kept")
+        extra.close()
+        # idle connections are closed after the idle timeout, freeing the slots
+        for c in held:
+            check(_closed_by_server(c, 10), "an idle connection outlived the idle timeout")
+            c.close()
+        status, _, doc = s.request("GET", "/healthz")
+        eq((status, doc), (200, {"status": "ok"}), "served again once the slots are free")
+    finally:
+        s.cleanup()
+
+
+def test_slow_clients_do_not_delay_others():
+    s = Server(data_dir=tmpdir()).start()
+    try:
+        key, secret = new_key(s.account_id, server=s)
+        slow = []
+        for _ in range(8):  # more slow clients than server threads
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"POST /v1/keys/verify HTTP/1.1\r\nHost: x\r\nContent-Le")
+            slow.append(c)
+        for i in range(50):
+            eq(verify(secret, server=s)["code"], "VALID", "request %d beside slow clients" % i)
+        for c in slow:
+            c.sendall(b"ngth: 2\r\nContent-Type: application/json\r\n\r\n{}")
+            resp = http.client.HTTPResponse(c)
+            resp.begin()
+            eq(resp.status, 400, "the slow request is answered in the end")
+            c.close()
+    finally:
+        s.cleanup()
+
+
 def test_last_used_flushed_on_stop_and_restart_shows_no_secret():
     env = {"KEYWARD_LAST_USED_INTERVAL_MS": "3600000"}
     first = Server(data_dir=tmpdir(), env=env).start()
