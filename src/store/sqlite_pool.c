@@ -76,12 +76,11 @@ static int conn_open(kw_sqlite_pool *p, kw_sqlite_conn **out)
     }
     if (rc == SQLITE_OK) {
         /* secure_delete: a deleted key's hash is overwritten, not left in a free page.
-         * mmap_size and cache_size: verification reads pages from memory, not
-         * with a read(2) per lookup (64 MiB of cache per connection at most). */
+         * cache_size: lookups find their pages in memory rather than read(2)
+         * them (up to 64 MiB per connection). */
         rc = sqlite3_exec(c->db,
                           "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
-                          "PRAGMA secure_delete=ON; PRAGMA mmap_size=1073741824; "
-                          "PRAGMA cache_size=-65536;",
+                          "PRAGMA secure_delete=ON; PRAGMA cache_size=-65536;",
                           NULL, NULL, NULL);
     }
     for (int i = 0; i < 3 && rc == SQLITE_OK; i++)

@@ -9,29 +9,28 @@
  * exactly when the header changes. Mapping the header read-only gives a
  * token that costs a few memory loads.
  *
- * The watch holds a connection of its own for as long as it lives, so the
- * -shm file (which SQLite removes with the last connection) stays the one
- * mapped. A torn read during a concurrent commit only yields a token that
- * differs, which merely ends a cache epoch early.
+ * The watch holds a connection of its own for as long as it lives and asks
+ * that connection's VFS for the mapping SQLite made itself (xShmMap of
+ * region 0), so the header stays mapped and SQLite's own locks on the -shm
+ * file stay intact: opening and closing that file here would drop every
+ * POSIX lock this process holds on it. A torn read during a concurrent
+ * commit only yields a token that differs, which merely ends a cache epoch
+ * early.
  */
 #include "store/sqlite_watch.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* The first copy of the WAL-index header: 48 bytes, twelve 32-bit words. */
 #define HEADER_WORDS 12
+/* The size of a wal-index region, as SQLite maps them. */
+#define REGION_BYTES 32768
 
 struct kw_sqlite_watch {
     sqlite3 *db;
-    const uint32_t *header;
-    size_t mapped;
+    const volatile uint32_t *header;
 };
 
 static bool in_wal_mode(sqlite3 *db)
@@ -60,17 +59,12 @@ kw_sqlite_watch *kw_sqlite_watch_open(const char *path)
         kw_sqlite_watch_close(w);
         return NULL;
     }
-    char shm[4096];
-    int n = snprintf(shm, sizeof shm, "%s-shm", path);
-    int fd = n > 0 && (size_t)n < sizeof shm ? open(shm, O_RDONLY | O_CLOEXEC) : -1;
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && (size_t)st.st_size >= HEADER_WORDS * 4) {
-        w->mapped = HEADER_WORDS * 4;
-        void *p = mmap(NULL, w->mapped, PROT_READ, MAP_SHARED, fd, 0);
-        w->header = p == MAP_FAILED ? NULL : p;
-    }
-    if (fd >= 0)
-        close(fd);
+    sqlite3_file *file = NULL;
+    volatile void *region = NULL;
+    if (sqlite3_file_control(w->db, "main", SQLITE_FCNTL_FILE_POINTER, &file) == SQLITE_OK &&
+        file && file->pMethods && file->pMethods->iVersion >= 2 && file->pMethods->xShmMap &&
+        file->pMethods->xShmMap(file, 0, REGION_BYTES, 0, &region) == SQLITE_OK)
+        w->header = region;
     if (!w->header) {
         kw_sqlite_watch_close(w);
         return NULL;
@@ -82,9 +76,7 @@ void kw_sqlite_watch_close(kw_sqlite_watch *w)
 {
     if (!w)
         return;
-    if (w->header)
-        munmap((void *)(uintptr_t)w->header, w->mapped);
-    sqlite3_close(w->db);
+    sqlite3_close(w->db); /* unmaps the header */
     free(w);
 }
 
