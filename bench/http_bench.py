@@ -10,7 +10,14 @@ keys. Then nginx (worker_processes auto, access_log off, keep-alive) answers
 the same requests with `return 200 '{"valid":true}'`. Extra lines: keyward
 with KEYWARD_ACCESS_LOG=off, and GET /v1/auth with API-Key.
 
-Prints a table and the keyward/nginx ratios. Every keyward answer must be
+PostgreSQL: when KEYWARD_TEST_STORE_URL names a PostgreSQL server
+(scripts/bench.sh runs this script under scripts/pg.sh, a throwaway cluster
+on 127.0.0.1), a second keyward runs with --store postgres://... on a fresh
+database there, gets the same number of keys, and its verify rounds
+alternate with rounds of the SQLite keyward, same wrk settings, access log on
+in both. Without that variable the PostgreSQL part is left out.
+
+Prints a table and the keyward/nginx and PostgreSQL/SQLite ratios. Every keyward answer must be
 200 and VALID (204 for /v1/auth); any other answer is counted, printed, and
 makes the script exit 1. Everything runs on 127.0.0.1 and is stopped and
 removed at the end, also on errors and SIGINT/SIGTERM.
@@ -36,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "http_verify.lua")
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 WRK = os.environ.get("WRK", "wrk")
+PG_SERVER = os.environ.get("KEYWARD_TEST_STORE_URL") or None
 
 KEYS = int(os.environ.get("BENCH_HTTP_KEYS", "10000"))
 SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "8"))
@@ -107,17 +115,17 @@ def stop(proc):
 
 
 class Keyward:
-    def __init__(self, binary, tmp, name, env=None):
+    def __init__(self, binary, tmp, name, env=None, args=(), data_dir="var"):
         self.dir = tmp
         self.port = free_port()
         self.log_path = os.path.join(tmp, name + ".log")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
-        full_env["KEYWARD_DATA_DIR"] = os.path.join(tmp, "var")
+        full_env["KEYWARD_DATA_DIR"] = os.path.join(tmp, data_dir)
         full_env.update(env or {})
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--json",
-             "--max-keys-per-account", str(max(KEYS, 25))],
+             "--max-keys-per-account", str(max(KEYS, 25))] + list(args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -201,6 +209,30 @@ def wrk(port, keys_file, mode, seconds):
     raise BenchError("wrk printed no figures (exit %d):\n%s" % (proc.returncode, out))
 
 
+def create_pg_database(server, name):
+    """Creates database name on the PostgreSQL server URL; returns its URL."""
+    proc = subprocess.run(["psql", server + "/postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                           "-c", "CREATE DATABASE %s" % name],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=60)
+    if proc.returncode != 0:
+        raise BenchError("creating the PostgreSQL database: %s"
+                         % proc.stdout.decode("utf-8", "replace"))
+    return "%s/%s" % (server, name)
+
+
+def setup_keyward(kw, tmp, name):
+    """Creates KEYS keys on kw; returns (keys file, seconds it took)."""
+    first = kw.first_run()
+    t0 = time.monotonic()
+    keys = create_keys(kw.port, first["secret"], first["account"]["id"], KEYS)
+    setup_s = time.monotonic() - t0
+    keys_file = os.path.join(tmp, name)
+    with open(keys_file, "w") as f:
+        f.write("\n".join(keys) + "\n")
+    return keys_file, setup_s
+
+
 def ms(us):
     return "%.2f ms" % (us / 1000.0)
 
@@ -227,17 +259,11 @@ def main():
         # ---- keyward, access log on (to a file) ----
         kw = Keyward(binary, tmp, "access")
         procs.append(kw)
-        first = kw.first_run()
-        t0 = time.monotonic()
-        keys = create_keys(kw.port, first["secret"], first["account"]["id"], KEYS)
-        setup_s = time.monotonic() - t0
-        keys_file = os.path.join(tmp, "keys.txt")
-        with open(keys_file, "w") as f:
-            f.write("\n".join(keys) + "\n")
+        keys_file, setup_s = setup_keyward(kw, tmp, "keys.txt")
         print("setup: %d keys created over HTTP in %.1f s; wrk -t%d -c%d, %d s a round; "
               "%d CPUs shared by wrk and the server (keyward --threads = CPUs, nginx "
               "worker_processes auto)"
-              % (len(keys), setup_s, WRK_THREADS, WRK_CONNECTIONS, SECONDS, os.cpu_count()),
+              % (KEYS, setup_s, WRK_THREADS, WRK_CONNECTIONS, SECONDS, os.cpu_count()),
               flush=True)
 
         # nginx runs from here on, idle while keyward is measured and back.
@@ -263,6 +289,26 @@ def main():
         stop(ngx)
         results.append(("keyward GET /v1/auth", wrk(kw.port, keys_file, "auth",
                                                        EXTRA_SECONDS), True))
+
+        # ---- keyward on PostgreSQL, rounds alternating with SQLite ----
+        if PG_SERVER:
+            url = create_pg_database(PG_SERVER, "kwbench")
+            pg = Keyward(binary, tmp, "postgres", args=["--store", url], data_dir="pg-var")
+            procs.append(pg)
+            pg_keys, pg_setup_s = setup_keyward(pg, tmp, "keys-pg.txt")
+            print("setup: %d keys created over HTTP on PostgreSQL in %.1f s (a throwaway "
+                  "cluster of scripts/pg.sh on 127.0.0.1, fsync off, on the same CPUs as "
+                  "wrk and keyward)" % (KEYS, pg_setup_s), flush=True)
+            wrk(pg.port, pg_keys, "verify", 1)  # warm-up: the pool fills
+            for r in range(1, ROUNDS + 1):
+                results.append(("keyward SQLite verify #%d" % r,
+                                wrk(kw.port, keys_file, "verify", SECONDS), True))
+                results.append(("keyward PostgreSQL verify #%d" % r,
+                                wrk(pg.port, pg_keys, "verify", SECONDS), True))
+            pg.stop()
+        else:
+            print("PostgreSQL: left out (KEYWARD_TEST_STORE_URL is not set; scripts/bench.sh "
+                  "sets it with scripts/pg.sh)", flush=True)
         kw.stop()
         log_lines = sum(1 for _ in open(kw.log_path, "rb"))
 
@@ -309,6 +355,21 @@ def main():
           % (tput, "ok" if tput >= 0.6 else "MISSED"))
     print("keyward/nginx p99:        %.2f   (target <= 1.50)  %s"
           % (p99, "ok" if p99 <= 1.5 else "MISSED"))
+    sq_rounds = [r for n, r, _ in results if n.startswith("keyward SQLite verify")]
+    pg_rounds = [r for n, r, _ in results if n.startswith("keyward PostgreSQL verify")]
+    if pg_rounds:
+        def mean(rounds, what):
+            return sum(r[what] for r in rounds) / len(rounds)
+
+        print("mean of %d rounds: keyward on SQLite %.0f req/s, p50 %s, p99 %s; on PostgreSQL "
+              "%.0f req/s, p50 %s, p99 %s"
+              % (ROUNDS, mean(sq_rounds, "rps"), ms(mean(sq_rounds, "p50_us")),
+                 ms(mean(sq_rounds, "p99_us")), mean(pg_rounds, "rps"),
+                 ms(mean(pg_rounds, "p50_us")), ms(mean(pg_rounds, "p99_us"))))
+        print("PostgreSQL/SQLite throughput: %.2f   p50: %.2f   p99: %.2f"
+              % (mean(pg_rounds, "rps") / mean(sq_rounds, "rps"),
+                 mean(pg_rounds, "p50_us") / max(mean(sq_rounds, "p50_us"), 1),
+                 mean(pg_rounds, "p99_us") / max(mean(sq_rounds, "p99_us"), 1)))
     print("access log lines written during the logged runs: %d" % log_lines)
 
     bad = [(n, r) for n, r, is_kw in results if is_kw and (r["bad_status"] or r["not_valid"]

@@ -21,7 +21,7 @@ pkgs="$pkgs libmicrohttpd-dev"
 case "$profile" in
 build) ;;
 test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql" ;;
-bench) pkgs="$pkgs python3 wrk nginx-light" ;;
+bench) pkgs="$pkgs python3 wrk nginx-light postgresql" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 *)
 	echo "usage: scripts/deps.sh [build|test|bench|fuzz]" >&2
