@@ -313,8 +313,8 @@ def test_last_used_from_every_node_reaches_the_key():
         got = {k["id"]: k["last_used_at"] for k in listing(ns[0], acc)["keys"]}
         if got[x["id"]] and got[y["id"]]:
             break
-        check(time.monotonic() < deadline,
-              "node A still lists last_used_at %r after 10 s (interval %d ms)" % (got, LAST_USED_MS))
+        check(time.monotonic() < deadline, "node A still lists last_used_at %r after 10 s "
+              "(interval %d ms)" % (got, LAST_USED_MS))
         time.sleep(0.05)
     for k in (x, y):
         check(got[k["id"]] >= k["created_at"], "last_used_at %s before created_at %s"
