@@ -8,7 +8,8 @@
 #          (the auth_request test), the linters clang-format, clang-tidy and
 #          cppcheck, and the PostgreSQL server that scripts/pg.sh starts for
 #          the PostgreSQL test runs
-#   bench  build, plus wrk (load generator) and nginx (the reference server)
+#   bench  build, plus wrk (load generator), nginx (the reference server) and
+#          the PostgreSQL server for the PostgreSQL round
 #   fuzz   build, plus clang and its libFuzzer runtime
 #
 # Run as root, it installs whatever is missing with apt-get. Run as another

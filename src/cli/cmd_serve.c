@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -85,8 +86,13 @@ static int print_first_run(const kw_cli *cli, const char *url, const kw_account 
     return rc;
 }
 
-/* Bootstraps an empty store. Returns 0 (also when the store was not empty) or 1. */
-static int first_run(const kw_cli *cli, kw_service *svc, const char *url)
+#define FIRST_RUN_TRIES 30 /* a second apart: rides out a database restarting */
+
+/*
+ * Bootstraps an empty store, retrying while the store is unavailable.
+ * Returns 0 (also when the store was not empty) or 1.
+ */
+static int first_run(const kw_cli *cli, const kw_http_server *srv, kw_service *svc, const char *url)
 {
     kw_account acc;
     kw_user user;
@@ -95,6 +101,11 @@ static int first_run(const kw_cli *cli, kw_service *svc, const char *url)
     char secret[KW_KEY_BUFSZ];
     kw_error err;
     kw_status st = kw_service_bootstrap(svc, &acc, &user, password, &rk, secret, &err);
+    for (int i = 1; st == KW_ERR_UNAVAILABLE && i < FIRST_RUN_TRIES; i++) {
+        kw_http_event(srv, "waiting", "the store is unavailable; retrying the first-run check");
+        sleep(1);
+        st = kw_service_bootstrap(svc, &acc, &user, password, &rk, secret, &err);
+    }
     if (st == KW_ERR_CONFLICT)
         return KW_CLI_EXIT_OK;
     if (st != KW_OK)
@@ -148,9 +159,10 @@ int kw_cli_serve(kw_cli *cli, int argc, char **argv)
     char console[160];
     if (rc == KW_CLI_EXIT_OK) {
         snprintf(console, sizeof console, "%s/", kw_http_url(srv));
-        rc = first_run(cli, svc, console);
+        rc = first_run(cli, srv, svc, console);
     }
     if (rc == KW_CLI_EXIT_OK) {
+        kw_http_ready(srv);
         if (!cli->json)
             printf("keyward is serving at %s (stop it with Ctrl-C)\n", console);
         fflush(stdout);

@@ -30,9 +30,18 @@ typedef struct {
 
 void kw_http_options_defaults(kw_http_options *o);
 
-/* Binds and starts serving svc (borrowed: it must outlive the server). */
+/*
+ * Binds and starts serving svc (borrowed: it must outlive the server).
+ * Call kw_http_ready once whatever must precede traffic is done.
+ */
 kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_server **out,
                         kw_error *err);
+
+/* Announces on stderr, as the JSON event "listening", that the server is ready. */
+void kw_http_ready(const kw_http_server *srv);
+
+/* Writes a JSON line {"time","event","detail"} about the server to stderr. */
+void kw_http_event(const kw_http_server *srv, const char *event, const char *detail);
 
 /* The port the server listens on (useful after asking for port 0). */
 uint16_t kw_http_port(const kw_http_server *srv);

@@ -117,7 +117,7 @@ static void access_log(const kw_http_req *req, uint64_t ns)
  * A JSON line about the server itself (start, stop, libmicrohttpd
  * messages), written to stderr at once, also when the access log is off.
  */
-static void event_log(const kw_http_server *srv, const char *event, const char *detail)
+void kw_http_event(const kw_http_server *srv, const char *event, const char *detail)
 {
     (void)srv;
     char when[KW_TIME_BUFSZ];
@@ -140,7 +140,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     char message[256];
     vsnprintf(message, sizeof message, fmt, ap);
     message[strcspn(message, "\r\n")] = '\0';
-    event_log(cls, "httpd", message);
+    kw_http_event(cls, "httpd", message);
 }
 
 /* ---- request lifecycle ---- */
@@ -453,9 +453,13 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     snprintf(srv->url, sizeof srv->url,
              addr.ss_family == AF_INET6 && !any ? "http://[%s]:%u" : "http://%s:%u",
              any ? "127.0.0.1" : host, (unsigned)srv->port);
-    event_log(srv, "listening", srv->url);
     *out = srv;
     return KW_OK;
+}
+
+void kw_http_ready(const kw_http_server *srv)
+{
+    kw_http_event(srv, "listening", srv->url);
 }
 
 uint16_t kw_http_port(const kw_http_server *srv)
@@ -473,7 +477,7 @@ void kw_http_stop(kw_http_server *srv)
     if (!srv)
         return;
     atomic_store(&srv->draining, true);
-    event_log(srv, "stopping", "finishing requests in flight");
+    kw_http_event(srv, "stopping", "finishing requests in flight");
     MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
     uint64_t deadline = now_ns() + (uint64_t)srv->opt.shutdown_grace_s * 1000000000u;
     while (atomic_load(&srv->in_flight) > 0 && now_ns() < deadline) {
@@ -484,7 +488,7 @@ void kw_http_stop(kw_http_server *srv)
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     kw_accesslog_free(srv->log);
-    event_log(srv, "stopped", "all connections closed");
+    kw_http_event(srv, "stopped", "all connections closed");
     kw_http_metrics_free(srv->metrics);
     free(srv);
 }
