@@ -1,9 +1,10 @@
 /*
- * keycache.c - a direct-mapped table of verified keys (see keycache.h).
+ * keycache.c - a set-associative table of verified keys (see keycache.h).
  *
- * A key's HMAC is uniformly random, so its first eight bytes pick the slot;
- * a collision simply replaces the older entry. Slots are guarded by a few
- * hundred striped mutexes, held only to copy one record.
+ * A key's HMAC is uniformly random, so its first eight bytes pick a set of
+ * WAYS slots; a new entry takes a slot of its own key, an empty or stale
+ * one, or else the oldest. Sets are guarded by a few hundred striped
+ * mutexes, held only to compare hashes and copy one record.
  */
 #include "core/keycache.h"
 
@@ -15,6 +16,7 @@
 #include <sodium.h>
 
 #define STRIPES 256
+#define WAYS    4
 
 typedef struct {
     uint8_t hash[KW_HASH_BYTES];
@@ -25,7 +27,7 @@ typedef struct {
 
 struct kw_keycache {
     slot *slots;
-    size_t mask;
+    size_t set_mask; /* sets - 1; a set is WAYS consecutive slots */
     atomic_uint_fast64_t epoch;
     atomic_uint_fast64_t token;
     pthread_mutex_t sync; /* orders epoch changes */
@@ -34,7 +36,7 @@ struct kw_keycache {
 
 kw_keycache *kw_keycache_new(size_t entries)
 {
-    size_t n = 64;
+    size_t n = 64; /* slots */
     while (n < entries && n < ((size_t)1 << 30))
         n *= 2;
     kw_keycache *c = calloc(1, sizeof *c);
@@ -45,7 +47,7 @@ kw_keycache *kw_keycache_new(size_t entries)
         free(c);
         return NULL;
     }
-    c->mask = n - 1;
+    c->set_mask = n / WAYS - 1;
     atomic_init(&c->epoch, 1);
     atomic_init(&c->token, 0);
     pthread_mutex_init(&c->sync, NULL);
@@ -62,7 +64,7 @@ void kw_keycache_free(kw_keycache *c)
         pthread_mutex_destroy(&c->stripes[i]);
     pthread_mutex_destroy(&c->sync);
     /* Names and ids are not secrets, but there is no reason to leave them behind. */
-    sodium_memzero(c->slots, (c->mask + 1) * sizeof *c->slots);
+    sodium_memzero(c->slots, (c->set_mask + 1) * WAYS * sizeof *c->slots);
     free(c->slots);
     free(c);
 }
@@ -87,24 +89,28 @@ void kw_keycache_invalidate(kw_keycache *c)
     pthread_mutex_unlock(&c->sync);
 }
 
-static size_t slot_of(const kw_keycache *c, const uint8_t hash[KW_HASH_BYTES])
+static size_t set_of(const kw_keycache *c, const uint8_t hash[KW_HASH_BYTES])
 {
     uint64_t h;
     memcpy(&h, hash, sizeof h);
-    return (size_t)h & c->mask;
+    return (size_t)h & c->set_mask;
 }
 
 bool kw_keycache_get(kw_keycache *c, const uint8_t hash[KW_HASH_BYTES], uint64_t epoch, int64_t now,
                      kw_key *out)
 {
-    size_t i = slot_of(c, hash);
-    slot *s = &c->slots[i];
-    pthread_mutex_t *mu = &c->stripes[i % STRIPES];
+    size_t set = set_of(c, hash);
+    slot *s = &c->slots[set * WAYS];
+    pthread_mutex_t *mu = &c->stripes[set % STRIPES];
+    bool hit = false;
     pthread_mutex_lock(mu);
-    bool hit = s->epoch == epoch && now - s->filled_at < KW_KEYCACHE_TTL && now >= s->filled_at &&
-               sodium_memcmp(s->hash, hash, KW_HASH_BYTES) == 0;
-    if (hit)
-        *out = s->key;
+    for (int w = 0; w < WAYS && !hit; w++) {
+        hit = s[w].epoch == epoch && now >= s[w].filled_at &&
+              now - s[w].filled_at < KW_KEYCACHE_TTL &&
+              sodium_memcmp(s[w].hash, hash, KW_HASH_BYTES) == 0;
+        if (hit)
+            *out = s[w].key;
+    }
     pthread_mutex_unlock(mu);
     return hit;
 }
@@ -115,13 +121,23 @@ void kw_keycache_put(kw_keycache *c, const uint8_t hash[KW_HASH_BYTES], uint64_t
     /* An entry filled in an epoch that has already ended would never be served. */
     if (epoch != atomic_load(&c->epoch))
         return;
-    size_t i = slot_of(c, hash);
-    slot *s = &c->slots[i];
-    pthread_mutex_t *mu = &c->stripes[i % STRIPES];
+    size_t set = set_of(c, hash);
+    slot *s = &c->slots[set * WAYS];
+    pthread_mutex_t *mu = &c->stripes[set % STRIPES];
     pthread_mutex_lock(mu);
-    memcpy(s->hash, hash, KW_HASH_BYTES);
-    s->epoch = epoch;
-    s->filled_at = now;
-    s->key = *key;
+    /* This key's own slot, else an empty or stale one, else the oldest. */
+    int pick = 0;
+    for (int w = 0; w < WAYS; w++) {
+        if (s[w].epoch == epoch && memcmp(s[w].hash, hash, KW_HASH_BYTES) == 0) {
+            pick = w;
+            break;
+        }
+        if (s[pick].epoch == epoch && (s[w].epoch != epoch || s[w].filled_at < s[pick].filled_at))
+            pick = w;
+    }
+    memcpy(s[pick].hash, hash, KW_HASH_BYTES);
+    s[pick].epoch = epoch;
+    s[pick].filled_at = now;
+    s[pick].key = *key;
     pthread_mutex_unlock(mu);
 }

@@ -62,6 +62,33 @@ static void test_entries_live_in_their_epoch_only(void **state)
     kw_keycache_free(c);
 }
 
+/* Keys whose hashes pick the same set share it until it is full; then the oldest goes. */
+static void test_a_set_holds_four_keys_and_drops_the_oldest(void **state)
+{
+    (void)state;
+    kw_keycache *c = kw_keycache_new(64);
+    uint64_t e = kw_keycache_sync(c, 1);
+    uint8_t h[5][KW_HASH_BYTES];
+    kw_key k = {.id = "key_x"}, got;
+    for (int i = 0; i < 5; i++) {
+        memset(h[i], 0, KW_HASH_BYTES);
+        h[i][31] = (uint8_t)(i + 1); /* same first eight bytes: same set */
+    }
+    for (int i = 0; i < 4; i++)
+        kw_keycache_put(c, h[i], e, 100 + i, &k);
+    for (int i = 0; i < 4; i++)
+        assert_true(kw_keycache_get(c, h[i], e, 105, &got));
+    kw_keycache_put(c, h[4], e, 105, &k);
+    assert_false(kw_keycache_get(c, h[0], e, 105, &got));
+    for (int i = 1; i < 5; i++)
+        assert_true(kw_keycache_get(c, h[i], e, 105, &got));
+    /* Filling a key again reuses its own slot. */
+    kw_keycache_put(c, h[4], e, 106, &k);
+    for (int i = 1; i < 5; i++)
+        assert_true(kw_keycache_get(c, h[i], e, 106, &got));
+    kw_keycache_free(c);
+}
+
 /* Two services on one database stand for two processes (e.g. serve and the CLI). */
 static void test_a_delete_elsewhere_is_seen_by_the_next_verification(void **state)
 {
@@ -126,6 +153,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_entries_live_in_their_epoch_only),
+        cmocka_unit_test(test_a_set_holds_four_keys_and_drops_the_oldest),
         cmocka_unit_test(test_a_delete_elsewhere_is_seen_by_the_next_verification),
         cmocka_unit_test(test_a_delete_here_is_seen_by_the_next_verification),
     };
