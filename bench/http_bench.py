@@ -56,7 +56,7 @@ START_TIMEOUT = 30
 
 NGINX_CONF = """daemon off;
 %(user)s
-worker_processes auto;
+worker_processes %(workers)s;
 pid %(dir)s/nginx.pid;
 error_log %(dir)s/nginx-error.log warn;
 events { worker_connections 1024; }
@@ -270,7 +270,7 @@ def main():
         port = free_port()
         conf = os.path.join(tmp, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF % {"dir": tmp, "port": port,
+            f.write(NGINX_CONF % {"dir": tmp, "port": port, "workers": "auto",
                                   "user": "user root;" if os.geteuid() == 0 else ""})
         ngx = subprocess.Popen([NGINX, "-p", tmp, "-c", conf], stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -319,6 +319,31 @@ def main():
         results.append(("keyward verify, access log off", wrk(kw.port, keys_file, "verify",
                                                                  EXTRA_SECONDS), True))
         kw.stop()
+
+        # ---- one core each: keyward --threads 1 against nginx worker_processes 1 ----
+        # With every CPU busy, a server thread preempted by wrk holds up its
+        # connections for a scheduler slice; giving each server one core shows
+        # the latency without that contention, like for like.
+        kw = Keyward(binary, tmp, "one-core", args=["--threads", "1"])
+        procs.append(kw)
+        port1 = free_port()
+        conf1 = os.path.join(tmp, "nginx-one.conf")
+        with open(conf1, "w") as f:
+            f.write(NGINX_CONF % {"dir": tmp, "port": port1, "workers": "1",
+                                  "user": "user root;" if os.geteuid() == 0 else ""})
+        ngx1 = subprocess.Popen([NGINX, "-p", tmp, "-c", conf1], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(ngx1)
+        wait_port(port1, ngx1, "nginx")
+        wrk(kw.port, keys_file, "verify", 1)
+        wrk(port1, keys_file, "verify", 1)
+        for r in range(1, ROUNDS + 1):
+            results.append(("keyward --threads 1 verify #%d" % r,
+                            wrk(kw.port, keys_file, "verify", SECONDS), True))
+            results.append(("nginx 1 worker #%d" % r,
+                            wrk(port1, keys_file, "verify", SECONDS), False))
+        stop(ngx1)
+        kw.stop()
     finally:
         for p in procs:
             if isinstance(p, Keyward):
@@ -355,6 +380,16 @@ def main():
           % (tput, "ok" if tput >= 0.6 else "MISSED"))
     print("keyward/nginx p99:        %.2f   (target <= 1.50)  %s"
           % (p99, "ok" if p99 <= 1.5 else "MISSED"))
+    one_kw = [r for n, r, _ in results if n.startswith("keyward --threads 1")]
+    one_ngx = [r for n, r, _ in results if n.startswith("nginx 1 worker")]
+    if one_kw and one_ngx:
+        t1 = (sum(r["rps"] for r in one_kw) / len(one_kw)) / (
+            sum(r["rps"] for r in one_ngx) / len(one_ngx))
+        p1 = (sum(r["p99_us"] for r in one_kw) / len(one_kw)) / max(
+            sum(r["p99_us"] for r in one_ngx) / len(one_ngx), 1)
+        print("one core each (keyward --threads 1, nginx 1 worker): throughput %.2f  %s, "
+              "p99 %.2f  %s" % (t1, "ok" if t1 >= 0.6 else "MISSED", p1,
+                                "ok" if p1 <= 1.5 else "MISSED"))
     sq_rounds = [r for n, r, _ in results if n.startswith("keyward SQLite verify")]
     pg_rounds = [r for n, r, _ in results if n.startswith("keyward PostgreSQL verify")]
     if pg_rounds:

@@ -1,5 +1,7 @@
 /*
- * lastused.c - an open-addressing table of id -> newest use time.
+ * lastused.c - an open-addressing table of id -> newest use time, in
+ * shards with a mutex each: verifications on different threads rarely
+ * wait for one another, even when one of them is preempted holding a lock.
  */
 #include "core/lastused.h"
 
@@ -8,12 +10,17 @@
 #include <string.h>
 
 #define INITIAL_SLOTS 64
+#define SHARDS        16
 
-struct kw_lastused {
+typedef struct {
     pthread_mutex_t mu;
     kw_touch *slots; /* id[0] == '\0' marks a free slot */
     size_t cap;      /* a power of two */
     size_t count;
+} shard;
+
+struct kw_lastused {
+    shard shards[SHARDS];
 };
 
 static size_t hash_id(const char *s)
@@ -33,7 +40,7 @@ static kw_touch *find_slot(kw_touch *slots, size_t cap, const char *id)
 }
 
 /* Doubles the table; keeps it at most half full so probes stay short. */
-static int grow(kw_lastused *lu)
+static int grow(shard *lu)
 {
     size_t cap = lu->cap * 2;
     kw_touch *slots = calloc(cap, sizeof *slots);
@@ -53,13 +60,16 @@ kw_lastused *kw_lastused_new(void)
     kw_lastused *lu = calloc(1, sizeof *lu);
     if (!lu)
         return NULL;
-    lu->slots = calloc(INITIAL_SLOTS, sizeof *lu->slots);
-    if (!lu->slots) {
-        free(lu);
-        return NULL;
+    for (size_t i = 0; i < SHARDS; i++) {
+        shard *sh = &lu->shards[i];
+        sh->slots = calloc(INITIAL_SLOTS, sizeof *sh->slots);
+        sh->cap = INITIAL_SLOTS;
+        pthread_mutex_init(&sh->mu, NULL);
+        if (!sh->slots) {
+            kw_lastused_free(lu);
+            return NULL;
+        }
     }
-    lu->cap = INITIAL_SLOTS;
-    pthread_mutex_init(&lu->mu, NULL);
     return lu;
 }
 
@@ -67,8 +77,10 @@ void kw_lastused_free(kw_lastused *lu)
 {
     if (!lu)
         return;
-    pthread_mutex_destroy(&lu->mu);
-    free(lu->slots);
+    for (size_t i = 0; i < SHARDS; i++) {
+        pthread_mutex_destroy(&lu->shards[i].mu);
+        free(lu->shards[i].slots);
+    }
     free(lu);
 }
 
@@ -77,40 +89,47 @@ int kw_lastused_note(kw_lastused *lu, const char *id, int64_t t)
     size_t len = strlen(id);
     if (len >= KW_ID_BUFSZ)
         return -1;
+    /* The top bits pick the shard; find_slot uses the low ones. */
+    shard *sh = &lu->shards[hash_id(id) >> 60 & (SHARDS - 1)];
     int rc = 0;
-    pthread_mutex_lock(&lu->mu);
-    if ((lu->count + 1) * 2 > lu->cap && grow(lu) != 0) {
+    pthread_mutex_lock(&sh->mu);
+    if ((sh->count + 1) * 2 > sh->cap && grow(sh) != 0) {
         rc = -1;
     } else {
-        kw_touch *slot = find_slot(lu->slots, lu->cap, id);
+        kw_touch *slot = find_slot(sh->slots, sh->cap, id);
         if (!slot->id[0]) {
             memcpy(slot->id, id, len + 1);
             slot->at = t;
-            lu->count++;
+            sh->count++;
         } else if (t > slot->at) {
             slot->at = t;
         }
     }
-    pthread_mutex_unlock(&lu->mu);
+    pthread_mutex_unlock(&sh->mu);
     return rc;
 }
 
 size_t kw_lastused_take(kw_lastused *lu, kw_touch **out)
 {
     *out = NULL;
-    pthread_mutex_lock(&lu->mu);
+    kw_touch *items = NULL;
     size_t n = 0;
-    kw_touch *items = lu->count ? malloc(lu->count * sizeof *items) : NULL;
-    if (items) {
-        for (size_t i = 0; i < lu->cap; i++) {
-            if (lu->slots[i].id[0]) {
-                items[n++] = lu->slots[i];
-                lu->slots[i].id[0] = '\0';
+    for (size_t i = 0; i < SHARDS; i++) {
+        shard *sh = &lu->shards[i];
+        pthread_mutex_lock(&sh->mu);
+        kw_touch *grown = sh->count ? realloc(items, (n + sh->count) * sizeof *items) : items;
+        if (grown) { /* out of memory: this shard keeps its entries for the next take */
+            items = grown;
+            for (size_t j = 0; j < sh->cap && sh->count; j++) {
+                if (sh->slots[j].id[0]) {
+                    items[n++] = sh->slots[j];
+                    sh->slots[j].id[0] = '\0';
+                    sh->count--;
+                }
             }
         }
-        lu->count = 0;
+        pthread_mutex_unlock(&sh->mu);
     }
-    pthread_mutex_unlock(&lu->mu);
     *out = items;
     return n;
 }
