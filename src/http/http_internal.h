@@ -157,7 +157,8 @@ void kw_http_auth_request(kw_http_req *req);
 void kw_http_healthz(kw_http_req *req);
 void kw_http_metrics_page(kw_http_req *req);
 void kw_http_openapi(kw_http_req *req);
-void kw_http_home(kw_http_req *req);
+void kw_http_console_page(kw_http_req *req);
+void kw_http_console_asset(kw_http_req *req);
 
 /* Authorises a management request (401/503 replied when it returns false). */
 bool kw_http_authorize(kw_http_req *req);

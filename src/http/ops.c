@@ -52,12 +52,3 @@ void kw_http_openapi(kw_http_req *req)
 {
     reply_asset(req, "openapi.json", "application/json");
 }
-
-void kw_http_home(kw_http_req *req)
-{
-    reply_asset(req, "index.html", "text/html; charset=utf-8");
-    kw_http_reply_header(req, "Referrer-Policy", "no-referrer");
-    kw_http_reply_header(req, "Content-Security-Policy",
-                         "default-src 'none'; style-src 'self'; img-src 'self'; "
-                         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
-}

@@ -25,7 +25,12 @@ static const kw_http_route routes[] = {
     {{"GET", "/healthz"}, kw_http_healthz, KW_AUTH_NONE, false},
     {{"GET", "/metrics"}, kw_http_metrics_page, KW_AUTH_NONE, false},
     {{"GET", "/openapi.json"}, kw_http_openapi, KW_AUTH_NONE, false},
-    {{"GET", "/"}, kw_http_home, KW_AUTH_NONE, false},
+    /* The web console: every page is the same document (console.c). */
+    {{"GET", "/"}, kw_http_console_page, KW_AUTH_NONE, false},
+    {{"GET", "/sign-in"}, kw_http_console_page, KW_AUTH_NONE, false},
+    {{"GET", "/settings/integrations"}, kw_http_console_page, KW_AUTH_NONE, false},
+    {{"GET", "/settings/integrations/api"}, kw_http_console_page, KW_AUTH_NONE, false},
+    {{"GET", "/assets/{name}"}, kw_http_console_asset, KW_AUTH_NONE, false},
 };
 
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])

@@ -55,6 +55,10 @@ ROUTES = [
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/"),
+    ("GET", "/sign-in"),
+    ("GET", "/settings/integrations"),
+    ("GET", "/settings/integrations/api"),
+    ("GET", "/assets/{name}"),
 ]
 MANAGEMENT = [(m, p) for m, p in ROUTES if p.startswith("/v1/accounts")]
 
@@ -285,7 +289,7 @@ def test_wrong_method_is_405_with_allow():
     for method, path in ROUTES:
         by_path.setdefault(path, set()).add(method)
     for template, methods in by_path.items():
-        path = template.replace("{account_id}", acc).replace("{key_id}", key["id"])
+        path = template.replace("{account_id}", acc).replace("{key_id}", key["id"]).replace("{name}", "app.js")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
             if method in methods:
                 continue
@@ -320,7 +324,7 @@ def test_every_documented_operation_is_served():
             if method not in item:
                 continue
             key, secret = new_key(acc, "doc-%s" % method)
-            path = template.replace("{account_id}", acc).replace("{key_id}", key["id"])
+            path = template.replace("{account_id}", acc).replace("{key_id}", key["id"]).replace("{name}", "app.js")
             body = bodies.get((method, template))
             if (method, template) == ("post", "/v1/keys/verify"):
                 body = {"key": secret}
@@ -424,7 +428,7 @@ def test_management_requires_a_root_key():
         {"Cookie": "session=" + srv().root_key},
     ]
     for method, template in MANAGEMENT:
-        path = template.replace("{account_id}", acc).replace("{key_id}", key["id"])
+        path = template.replace("{account_id}", acc).replace("{key_id}", key["id"]).replace("{name}", "app.js")
         body = {"name": "x"} if method == "POST" else None
         for h in bad_headers:
             msg = expect_error(401, "unauthorized", method, path, body, h)

@@ -1,0 +1,1 @@
+/* The console script: see the console helper. */
