@@ -32,6 +32,8 @@ typedef enum {
     KW_CLI_MAX_KEYS,
     KW_CLI_LAST_USED_INTERVAL,
     KW_CLI_VERIFY_CACHE,
+    KW_CLI_SESSION_IDLE,
+    KW_CLI_SESSION_ABSOLUTE,
     /* serve's own settings */
     KW_CLI_LISTEN,
     KW_CLI_THREADS,
@@ -41,6 +43,8 @@ typedef enum {
     KW_CLI_MAX_CONNECTIONS_PER_IP,
     KW_CLI_IDLE_TIMEOUT,
     KW_CLI_ACCESS_LOG,
+    KW_CLI_SECURE_COOKIES,
+    KW_CLI_PUBLIC_URL,
     KW_CLI_SETTING_COUNT
 } kw_cli_setting;
 

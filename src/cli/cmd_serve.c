@@ -19,6 +19,8 @@
 #include "core/json.h"
 #include "http/http.h"
 
+static char public_origin[512];
+
 /* Fills o from the settings (already range-checked by kw_cli_open). Returns 0 or 2. */
 static int options(const kw_cli *cli, kw_http_options *o)
 {
@@ -47,6 +49,27 @@ static int options(const kw_cli *cli, kw_http_options *o)
             *ints[i].u = (unsigned)n;
         else
             *ints[i].z = (size_t)n;
+    }
+    v = kw_cli_setting_value(cli, KW_CLI_SECURE_COOKIES);
+    if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+        kw_cli_errorf("secure_cookies must be on or off");
+        return KW_CLI_EXIT_USAGE;
+    }
+    o->secure_cookies = v && strcmp(v, "on") == 0;
+    v = kw_cli_setting_value(cli, KW_CLI_PUBLIC_URL);
+    if (v && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+        kw_cli_errorf("public_url must start with http:// or https://");
+        return KW_CLI_EXIT_USAGE;
+    }
+    if (v) {
+        /* The origin is the URL without a trailing slash; https implies Secure cookies. */
+        snprintf(public_origin, sizeof public_origin, "%s", v);
+        size_t end = strlen(public_origin);
+        while (end > 0 && public_origin[end - 1] == '/')
+            public_origin[--end] = '\0';
+        o->public_origin = public_origin;
+        if (strncmp(v, "https://", 8) == 0)
+            o->secure_cookies = true;
     }
     v = kw_cli_setting_value(cli, KW_CLI_ACCESS_LOG);
     if (v && strcmp(v, "off") == 0) {
@@ -131,7 +154,9 @@ int kw_cli_serve(kw_cli *cli, int argc, char **argv)
                 "Port 0 picks a free port. One JSON access-log line per request goes to\n"
                 "stderr. Limits: max_body_bytes (16384), max_header_bytes (8192),\n"
                 "max_connections (4096), max_connections_per_ip (256), idle_timeout_s (30),\n"
-                "access_log (stderr|off), as config keys or KEYWARD_* variables.",
+                "access_log (stderr|off). Console: public_url (its origin), secure_cookies\n"
+                "(on|off), session_idle_s (1800), session_absolute_s (43200). All as config\n"
+                "keys or KEYWARD_* variables.",
         .opts = opts,
     };
     /* Block the stop signals in every thread (the service's and the server's

@@ -32,6 +32,9 @@ static const struct setting {
                                    10, 3600000},
     [KW_CLI_VERIFY_CACHE] = {"verify_cache_entries", "KEYWARD_VERIFY_CACHE_ENTRIES", NULL, 0,
                              16777216},
+    [KW_CLI_SESSION_IDLE] = {"session_idle_s", "KEYWARD_SESSION_IDLE_S", NULL, 60, 604800},
+    [KW_CLI_SESSION_ABSOLUTE] = {"session_absolute_s", "KEYWARD_SESSION_ABSOLUTE_S", NULL, 60,
+                                 2592000},
     [KW_CLI_LISTEN] = {"listen", "KEYWARD_LISTEN", "--listen", 0, 0},
     [KW_CLI_THREADS] = {"threads", "KEYWARD_THREADS", "--threads", 1, 256},
     [KW_CLI_MAX_BODY_BYTES] = {"max_body_bytes", "KEYWARD_MAX_BODY_BYTES", NULL, 1024, 16777216},
@@ -42,6 +45,8 @@ static const struct setting {
                                        NULL, 1, 1000000},
     [KW_CLI_IDLE_TIMEOUT] = {"idle_timeout_s", "KEYWARD_IDLE_TIMEOUT_S", NULL, 1, 86400},
     [KW_CLI_ACCESS_LOG] = {"access_log", "KEYWARD_ACCESS_LOG", NULL, 0, 0},
+    [KW_CLI_SECURE_COOKIES] = {"secure_cookies", "KEYWARD_SECURE_COOKIES", NULL, 0, 0},
+    [KW_CLI_PUBLIC_URL] = {"public_url", "KEYWARD_PUBLIC_URL", NULL, 0, 0},
 };
 
 int kw_cli_init(kw_cli *cli)
@@ -212,6 +217,8 @@ static int resolve(kw_cli *cli)
         [KW_CLI_MAX_KEYS] = &cfg->max_keys_per_account,
         [KW_CLI_LAST_USED_INTERVAL] = &cfg->last_used_interval_ms,
         [KW_CLI_VERIFY_CACHE] = &cfg->verify_cache_entries,
+        [KW_CLI_SESSION_IDLE] = &cfg->session_idle_s,
+        [KW_CLI_SESSION_ABSOLUTE] = &cfg->session_absolute_s,
     };
     for (size_t i = 0; i < KW_CLI_SETTING_COUNT; i++) {
         const char *value = lookup(cli, i, &from);

@@ -57,6 +57,14 @@ typedef struct {
     int64_t created_at;
 } kw_user;
 
+/* A console session: who signed in, and when it ends. Never the token. */
+typedef struct {
+    kw_user user;
+    int64_t created_at;
+    int64_t last_seen_at;
+    int64_t expires_at; /* the absolute end, whatever the activity */
+} kw_session;
+
 typedef struct {
     int64_t seq;
     int64_t at;

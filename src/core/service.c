@@ -26,6 +26,8 @@ void kw_config_defaults(kw_config *cfg)
     cfg->max_keys_per_account = 25;
     cfg->last_used_interval_ms = 5000;
     cfg->verify_cache_entries = 16384;
+    cfg->session_idle_s = 1800;
+    cfg->session_absolute_s = 43200;
 }
 
 int64_t kw_service_now(const kw_service *svc)
@@ -173,6 +175,8 @@ kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err)
     snprintf(svc->prefix, sizeof svc->prefix, "%s", cfg->key_prefix);
     svc->max_keys = cfg->max_keys_per_account;
     svc->interval_ms = cfg->last_used_interval_ms;
+    svc->session_idle_s = cfg->session_idle_s > 0 ? cfg->session_idle_s : 1800;
+    svc->session_absolute_s = cfg->session_absolute_s > 0 ? cfg->session_absolute_s : 43200;
     svc->clock = cfg->clock;
     pthread_mutex_init(&svc->mu, NULL);
     pthread_condattr_t ca;

@@ -31,6 +31,8 @@ typedef struct {
     int max_keys_per_account;  /* 25 */
     int last_used_interval_ms; /* how often pending last-used times are written; 5000 */
     int verify_cache_entries;  /* keys kept in memory for verification; 0: none; 16384 */
+    int session_idle_s;        /* a console session ends after this long unused; 1800 */
+    int session_absolute_s;    /* and after this long in any case; 43200 */
     int64_t (*clock)(void);    /* Unix seconds; NULL: the system clock (tests set it) */
 } kw_config;
 
@@ -131,6 +133,34 @@ kw_status kw_service_bootstrap(kw_service *svc, kw_account *account, kw_user *us
 
 /* The number of unexpired keys of all accounts. */
 kw_status kw_service_key_count_active(kw_service *svc, int64_t *count, kw_error *err);
+
+/* Room for a session token ("kws_" + 43 base62 characters) or a CSRF token, and a NUL. */
+#define KW_SESSION_TOKEN_BUFSZ 64
+
+/*
+ * Signs in: checks the password (argon2id) and starts a session. token
+ * receives the session token (for the cookie; the only copy, wiped by the
+ * caller) and csrf the session's CSRF token. Wrong email or password give
+ * KW_ERR_UNAUTHORIZED with one message for both.
+ */
+kw_status kw_service_session_create(kw_service *svc, const char *email, const char *password,
+                                    size_t len, kw_session *out, char token[KW_SESSION_TOKEN_BUFSZ],
+                                    char csrf[KW_SESSION_TOKEN_BUFSZ], kw_error *err);
+
+/*
+ * The session of token (len bytes), or KW_ERR_UNAUTHORIZED when there is
+ * none or it has ended (idle or absolute expiry). csrf (may be NULL)
+ * receives its CSRF token.
+ */
+kw_status kw_service_session_get(kw_service *svc, const char *token, size_t len, kw_session *out,
+                                 char csrf[KW_SESSION_TOKEN_BUFSZ], kw_error *err);
+
+/* True when presented is the CSRF token of the session token (constant time). */
+bool kw_service_session_csrf_ok(kw_service *svc, const char *token, size_t len,
+                                const char *presented);
+
+/* Ends the session; KW_ERR_UNAUTHORIZED when there was none. */
+kw_status kw_service_session_delete(kw_service *svc, const char *token, size_t len, kw_error *err);
 
 kw_status kw_service_audit_list(kw_service *svc, const char *account_id, size_t limit,
                                 kw_audit_list *out, kw_error *err);

@@ -21,6 +21,8 @@ struct kw_service {
     char prefix[KW_PREFIX_MAX + 1];
     int max_keys;
     int interval_ms;
+    int session_idle_s;
+    int session_absolute_s;
     int schema_version;
     int64_t (*clock)(void);
 

@@ -34,10 +34,15 @@ static const char *bearer(const kw_http_req *req, size_t *len)
 
 bool kw_http_authorize(kw_http_req *req)
 {
+    /* A root key when one is presented; else the console's session, if any. */
+    if (!kw_http_header(req, MHD_HTTP_HEADER_AUTHORIZATION) && kw_http_session_cookie(req))
+        return kw_http_session_authorize(req);
     size_t len = 0;
     const char *token = bearer(req, &len);
     if (!token) {
-        kw_http_reply_error(req, 401, "A root key is required: Authorization: Bearer <root key>.");
+        kw_http_reply_error(req, 401,
+                            "A root key (Authorization: Bearer <root key>) or a console session "
+                            "is required.");
         return false;
     }
     kw_root_key rk;

@@ -8,6 +8,7 @@
 #ifndef KW_HTTP_H
 #define KW_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,15 +18,21 @@
 typedef struct kw_http_server kw_http_server;
 
 typedef struct {
-    const char *listen;              /* "HOST:PORT" or "[V6]:PORT"; port 0 picks a free one */
-    unsigned threads;                /* event-loop threads; 0: one per online CPU */
-    size_t max_body_bytes;           /* 16384: larger bodies get 413 */
-    size_t max_header_bytes;         /* 8192: request line (414) and headers (431) */
-    unsigned max_connections;        /* 4096 in all */
-    unsigned max_connections_per_ip; /* 256 per client address */
-    unsigned idle_timeout_s;         /* 30: idle connections are closed */
-    unsigned shutdown_grace_s;       /* 10: how long kw_http_stop waits for requests */
-    int access_log_fd;               /* one JSON line per request; -1: off */
+    const char *listen;                 /* "HOST:PORT" or "[V6]:PORT"; port 0 picks a free one */
+    unsigned threads;                   /* event-loop threads; 0: one per online CPU */
+    size_t max_body_bytes;              /* 16384: larger bodies get 413 */
+    size_t max_header_bytes;            /* 8192: request line (414) and headers (431) */
+    unsigned max_connections;           /* 4096 in all */
+    unsigned max_connections_per_ip;    /* 256 per client address */
+    unsigned idle_timeout_s;            /* 30: idle connections are closed */
+    unsigned shutdown_grace_s;          /* 10: how long kw_http_stop waits for requests */
+    int access_log_fd;                  /* one JSON line per request; -1: off */
+    bool secure_cookies;                /* mark the session cookie Secure (behind TLS) */
+    const char *public_origin;          /* "https://keys.example.com": the console's origin;
+                                           NULL: the Host each request was sent to */
+    unsigned signin_failures_per_email; /* 5 per window, then 429 */
+    unsigned signin_failures_per_addr;  /* 20 per window, then 429 */
+    unsigned signin_window_s;           /* 900 */
 } kw_http_options;
 
 void kw_http_options_defaults(kw_http_options *o);

@@ -71,6 +71,8 @@ struct kw_http_server {
     kw_http_options opt;
     kw_http_metrics *metrics;
     struct kw_accesslog *log; /* NULL: access log off */
+    struct kw_ratelimit *signin_by_email;
+    struct kw_ratelimit *signin_by_addr;
     char url[128];
     uint16_t port;
     atomic_int in_flight;
@@ -160,7 +162,20 @@ void kw_http_openapi(kw_http_req *req);
 void kw_http_console_page(kw_http_req *req);
 void kw_http_console_asset(kw_http_req *req);
 
-/* Authorises a management request (401/503 replied when it returns false). */
+/* Authorises a management request (401/403/404/503 replied when it returns false). */
 bool kw_http_authorize(kw_http_req *req);
+
+/* ---- session.c ---- */
+
+void kw_http_session_create(kw_http_req *req);
+void kw_http_session_get(kw_http_req *req);
+void kw_http_session_delete(kw_http_req *req);
+/* The session cookie's value, or NULL. */
+const char *kw_http_session_cookie(const kw_http_req *req);
+/* kw_http_authorize for a request that carries a session cookie. */
+bool kw_http_session_authorize(kw_http_req *req);
+
+/* The client's address as text ("unknown" when it cannot be told). */
+void kw_http_client_address(const kw_http_req *req, char *out, size_t size);
 
 #endif

@@ -24,6 +24,7 @@
 
 #include "core/json.h"
 #include "http/accesslog.h"
+#include "http/ratelimit.h"
 #include "core/timefmt.h"
 
 #define NO_ROUTE kw_http_route_count()
@@ -40,6 +41,9 @@ void kw_http_options_defaults(kw_http_options *o)
     o->idle_timeout_s = 30;
     o->shutdown_grace_s = 10;
     o->access_log_fd = 2;
+    o->signin_failures_per_email = 5;
+    o->signin_failures_per_addr = 20;
+    o->signin_window_s = 900;
 }
 
 static uint64_t now_ns(void)
@@ -66,10 +70,10 @@ static const char *method_label(const char *method)
     return "OTHER";
 }
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t size)
+void kw_http_client_address(const kw_http_req *req, char *out, size_t size)
 {
     const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, size, "unknown");
     if (!info || !info->client_addr)
         return;
@@ -100,7 +104,7 @@ static void access_log(const kw_http_req *req, uint64_t ns)
         cached_second = wall.tv_sec;
     }
     char client[INET6_ADDRSTRLEN];
-    client_address(req->conn, client, sizeof client);
+    kw_http_client_address(req, client, sizeof client);
     const kw_http_route_info *info = kw_http_route_info_at(req->route);
     unsigned long long us = ns / 1000;
     char line[512];
@@ -393,6 +397,16 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *s)
     return strlen(s);
 }
 
+/* Frees what kw_http_start allocated besides the daemon, and srv. */
+static void free_parts(kw_http_server *srv)
+{
+    kw_http_metrics_free(srv->metrics);
+    kw_accesslog_free(srv->log);
+    kw_ratelimit_free(srv->signin_by_email);
+    kw_ratelimit_free(srv->signin_by_addr);
+    free(srv);
+}
+
 static unsigned online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -417,10 +431,11 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
         srv->opt.threads = online_cpus();
     srv->metrics = kw_http_metrics_new();
     srv->log = o->access_log_fd >= 0 ? kw_accesslog_new(o->access_log_fd) : NULL;
-    if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log)) {
-        kw_http_metrics_free(srv->metrics);
-        kw_accesslog_free(srv->log);
-        free(srv);
+    srv->signin_by_email = kw_ratelimit_new(o->signin_failures_per_email, o->signin_window_s);
+    srv->signin_by_addr = kw_ratelimit_new(o->signin_failures_per_addr, o->signin_window_s);
+    if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log) || !srv->signin_by_email ||
+        !srv->signin_by_addr) {
+        free_parts(srv);
         return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory.");
     }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
@@ -436,9 +451,7 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->daemon) {
-        kw_http_metrics_free(srv->metrics);
-        kw_accesslog_free(srv->log);
-        free(srv);
+        free_parts(srv);
         return kw_error_set(err, KW_ERR_UNAVAILABLE, "Cannot listen on %s: %s.", o->listen,
                             errno ? strerror(errno) : "the address is not available");
     }
@@ -488,7 +501,7 @@ void kw_http_stop(kw_http_server *srv)
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     kw_accesslog_free(srv->log);
+    srv->log = NULL;
     kw_http_event(srv, "stopped", "all connections closed");
-    kw_http_metrics_free(srv->metrics);
-    free(srv);
+    free_parts(srv);
 }

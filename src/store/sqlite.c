@@ -53,6 +53,11 @@ enum {
     Q_PEPPER_CHECK_INSERT,
     Q_PEPPER_CHECK_GET,
     Q_KEY_COUNT_ACTIVE,
+    Q_SESSION_PURGE,
+    Q_SESSION_INSERT,
+    Q_SESSION_FIND,
+    Q_SESSION_TOUCH,
+    Q_SESSION_DELETE,
     Q_STORE_EMPTY,
     Q_COUNT
 };
@@ -102,6 +107,16 @@ static const char *const query_sql[Q_COUNT] = {
     [Q_PEPPER_CHECK_GET] = "SELECT check_value FROM pepper_checks WHERE version = ?1",
     [Q_KEY_COUNT_ACTIVE] =
         "SELECT count(*) FROM api_keys WHERE expires_at IS NULL OR expires_at > ?1",
+    [Q_SESSION_PURGE] = "DELETE FROM sessions WHERE expires_at <= ?1",
+    [Q_SESSION_INSERT] =
+        "INSERT INTO sessions(hash, user_id, created_at, last_seen_at, expires_at) "
+        "VALUES (?1, ?2, ?3, ?3, ?4)",
+    [Q_SESSION_FIND] = "SELECT u.id, u.account_id, u.email, u.created_at, s.created_at, "
+                       "s.last_seen_at, s.expires_at FROM sessions s JOIN users u ON u.id = "
+                       "s.user_id WHERE s.hash = ?1",
+    [Q_SESSION_TOUCH] =
+        "UPDATE sessions SET last_seen_at = ?2 WHERE hash = ?1 AND last_seen_at < ?2",
+    [Q_SESSION_DELETE] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_STORE_EMPTY] = "SELECT NOT EXISTS (SELECT 1 FROM accounts) AND "
                       "NOT EXISTS (SELECT 1 FROM root_keys)",
 };
@@ -651,6 +666,59 @@ static kw_status op_change_token(kw_store *base, uint64_t *token)
     return KW_OK;
 }
 
+static bool read_session(sqlite3_stmt *st, void *item)
+{
+    kw_session *s = item;
+    memset(s, 0, sizeof *s);
+    s->user.created_at = sqlite3_column_int64(st, 3);
+    s->created_at = sqlite3_column_int64(st, 4);
+    s->last_seen_at = sqlite3_column_int64(st, 5);
+    s->expires_at = sqlite3_column_int64(st, 6);
+    return col_text(st, 0, s->user.id, sizeof s->user.id) &&
+           col_text(st, 1, s->user.account_id, sizeof s->user.account_id) &&
+           col_text(st, 2, s->user.email, sizeof s->user.email);
+}
+
+static kw_status op_session_insert(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
+                                   const char *user_id, int64_t now, int64_t expires_at)
+{
+    kw_sqlite_conn *c;
+    kw_status status = tx_open(base, &c);
+    if (status != KW_OK)
+        return status;
+    status = kw_sqlite_exec(c, Q_SESSION_PURGE, "i", now);
+    if (status == KW_OK)
+        status = kw_sqlite_exec(c, Q_SESSION_INSERT, "htii", hash, user_id, now, expires_at);
+    return tx_close(base, c, status);
+}
+
+static kw_status op_session_find(kw_store *base, const uint8_t hash[KW_HASH_BYTES], kw_session *out)
+{
+    return lookup(base, Q_SESSION_FIND, read_session, out, "h", hash);
+}
+
+static kw_status op_session_touch(kw_store *base, const uint8_t hash[KW_HASH_BYTES], int64_t at)
+{
+    kw_sqlite_conn *c;
+    kw_status status = tx_open(base, &c);
+    if (status != KW_OK)
+        return status;
+    status = kw_sqlite_exec(c, Q_SESSION_TOUCH, "hi", hash, at);
+    return tx_close(base, c, status);
+}
+
+static kw_status op_session_delete(kw_store *base, const uint8_t hash[KW_HASH_BYTES])
+{
+    kw_sqlite_conn *c;
+    kw_status status = tx_open(base, &c);
+    if (status != KW_OK)
+        return status;
+    status = kw_sqlite_exec(c, Q_SESSION_DELETE, "h", hash);
+    if (status == KW_OK && sqlite3_changes(c->db) == 0)
+        status = KW_ERR_NOT_FOUND;
+    return tx_close(base, c, status);
+}
+
 static void op_close(kw_store *base)
 {
     if (!base)
@@ -682,6 +750,10 @@ static const kw_store_ops sqlite_ops = {
     .pepper_check = op_pepper_check,
     .audit_list = op_audit_list,
     .change_token = op_change_token,
+    .session_insert = op_session_insert,
+    .session_find = op_session_find,
+    .session_touch = op_session_touch,
+    .session_delete = op_session_delete,
     .key_count_active = op_key_count_active,
     .bootstrap = op_bootstrap,
 };

