@@ -6,8 +6,10 @@
 #          (libpq for the PostgreSQL store, libmicrohttpd for the server)
 #   test   build, plus cmocka (unit tests), python3 (black-box tests), nginx
 #          (the auth_request test), the linters clang-format, clang-tidy and
-#          cppcheck, and the PostgreSQL server that scripts/pg.sh starts for
-#          the PostgreSQL test runs
+#          cppcheck, the PostgreSQL server that scripts/pg.sh starts for
+#          the PostgreSQL test runs, and chromium, nodejs and npm for the
+#          browser tests (tests/browser: npm installs playwright-core, which
+#          drives Debian's chromium)
 #   bench  build, plus wrk (load generator), nginx (the reference server) and
 #          the PostgreSQL server for the PostgreSQL round
 #   fuzz   build, plus clang and its libFuzzer runtime
@@ -21,7 +23,7 @@ pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-d
 pkgs="$pkgs libmicrohttpd-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql" ;;
+test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm" ;;
 bench) pkgs="$pkgs python3 wrk nginx-light postgresql" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 *)
@@ -30,12 +32,21 @@ fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 	;;
 esac
 
+# What installed packages provide counts too: a Node.js package that bundles
+# npm provides "npm" (and conflicts with Debian's npm).
+provided=" $(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null |
+	awk '$1 == "ii" { for (i = 2; i <= NF; i++) { sub(/,$/, "", $i); if ($i !~ /^\(/ && $i !~ /\)$/) printf "%s ", $i } }')"
 missing=""
 for p in $pkgs; do
 	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	case "$status" in
 	*"install ok installed"*) ;;
-	*) missing="$missing $p" ;;
+	*)
+		case "$provided" in
+		*" $p "*) ;;
+		*) missing="$missing $p" ;;
+		esac
+		;;
 	esac
 done
 

@@ -1,0 +1,514 @@
+// console.test.mjs - the web console's key management flow in a real browser
+// (issue 4; the steps and labels of ../shared/seed/api-key-security-and-management.txt).
+//
+// playwright-core drives Debian's chromium, headless, against a `keyward
+// serve` started for this run on 127.0.0.1 (lib/server.mjs). The tests run in
+// order on one signed-in page, as an admin would: sign in, find the API keys
+// page through the gear menu, create a key, copy it, delete it, fill the
+// account to its limit, and sign out; then the CSRF and Origin checks from
+// Node with the browser's session cookie, and the page at phone width.
+// Elements are found by role and accessible name, the labels the console
+// promises. Every step saves a screenshot in $KEYWARD_SCREENSHOTS.
+//
+// Run through run.sh (it installs playwright-core); prints TAP.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+import { startServer } from './lib/server.mjs';
+import { Suite } from './lib/tap.mjs';
+
+const CHROMIUM = process.env.KEYWARD_CHROMIUM || '/usr/bin/chromium';
+const NODE_MODULES = process.env.KEYWARD_BROWSER_NODE_MODULES || path.join(import.meta.dirname, 'node_modules');
+const SHOTS = process.env.KEYWARD_SCREENSHOTS || path.resolve('build/browser-screenshots');
+const TEST_TIMEOUT_MS = 30_000; // one test; meson bounds the whole run (tests/meson.build)
+const ACTION_TIMEOUT_MS = 10_000; // one click, fill or wait: fails fast on a missing element
+const KEY_LIMIT = 25;
+const KEY_RE = /^kw_production_[A-Za-z0-9]{49}$/;
+const EVIL = 'http://evil.example';
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 375, height: 812 };
+
+const { chromium } = createRequire(path.join(NODE_MODULES, 'noop.js'))('playwright-core');
+
+let srv = null;
+let browser = null;
+let context = null;
+let page = null;
+const state = {}; // what one test hands the next: the created key, the cookie
+const pageProblems = []; // uncaught script errors and CSP violations, from every page
+
+// ---- the server and the browser are stopped whatever happens ----
+
+function stopNow(code) {
+  if (srv) srv.killNow(); // playwright kills the browser it launched on exit
+  process.exit(code);
+}
+process.on('SIGTERM', () => stopNow(143)); // meson's timeout
+process.on('SIGINT', () => stopNow(130));
+process.on('exit', () => {
+  if (srv) srv.killNow();
+});
+
+// ---- helpers ----
+
+let currentTest = null;
+let shotCount = 0;
+
+async function shot(p, step) {
+  const n = String(currentTest ? currentTest.number : 0).padStart(2, '0');
+  shotCount++;
+  await p.screenshot({ path: path.join(SHOTS, `${n}-${step}.png`) });
+}
+
+// Polls fn until it returns a truthy value; throws message after timeoutMs.
+async function until(fn, message, timeoutMs = ACTION_TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`${message} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function cookieHeader(cookies) {
+  return cookies.map((c) => `${c.name}=${c.value}`).join('; ');
+}
+
+function watch(p) {
+  p.on('pageerror', (err) => pageProblems.push(`${p.url()}: uncaught ${err.message}`));
+  p.on('console', (msg) => {
+    if (/Content.Security.Policy/i.test(msg.text())) pageProblems.push(`${p.url()}: ${msg.text()}`);
+  });
+}
+
+// "N of 25 keys", not matching "10 of 25 keys" for N = 0.
+function counter(p, n) {
+  return p.getByText(new RegExp(`(^|[^0-9])${n} of ${KEY_LIMIT} keys`));
+}
+
+function createButton(p) {
+  return p.getByRole('button', { name: 'Create API key', exact: true });
+}
+
+// The list entry of the key named name: a table row or a list item.
+function keyRow(p, name) {
+  return p.getByRole('row').filter({ hasText: name }).or(p.getByRole('listitem').filter({ hasText: name }));
+}
+
+function menuEntry(p, name) {
+  return p
+    .getByRole('menuitem', { name, exact: true })
+    .or(p.getByRole('link', { name, exact: true }))
+    .or(p.getByRole('button', { name, exact: true }))
+    .first();
+}
+
+async function gotoApiKeys(p) {
+  if (new URL(p.url()).pathname !== '/settings/integrations/api') {
+    await p.goto(`${srv.origin}/settings/integrations/api`);
+  }
+  await p.getByRole('heading', { name: 'API Keys', exact: true }).waitFor();
+}
+
+async function signIn(p, password) {
+  await p.getByLabel('Email', { exact: true }).fill(srv.email);
+  await p.getByLabel('Password', { exact: true }).fill(password);
+  await p.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
+
+async function sessionCookie() {
+  return cookieHeader(await context.cookies(srv.origin));
+}
+
+// Every input's and textarea's value on the page (page.content() does not show them).
+function inputValues(p) {
+  return p.evaluate(() => [...document.querySelectorAll('input, textarea')].map((e) => e.value));
+}
+
+// ---- the tests ----
+
+const suite = new Suite({
+  timeoutMs: TEST_TIMEOUT_MS,
+  // Keeps one failure from causing the next: the screenshot shows where it
+  // stopped, then a reload closes any dialog it left open.
+  onFailure: async () => {
+    if (srv) suite.diag(`server log (last lines):\n${srv.log().trim().split('\n').slice(-8).join('\n')}`);
+    if (page && !page.isClosed()) {
+      await shot(page, 'failed');
+      await page.reload().catch(() => {});
+    }
+  },
+});
+const test = (name, fn, opts) =>
+  suite.test(
+    name,
+    async (t) => {
+      currentTest = t;
+      await fn();
+    },
+    opts,
+  );
+
+test('sign in: a wrong password shows an inline error, the right one signs in', async () => {
+  await page.goto(`${srv.origin}/sign-in`);
+  await page.getByLabel('Email', { exact: true }).waitFor();
+  await shot(page, 'sign-in');
+
+  await signIn(page, `${srv.password}-wrong`);
+  const alert = page.getByRole('alert').filter({ hasText: /\S/ }).first();
+  await alert.waitFor();
+  const message = await alert.innerText();
+  assert.equal(new URL(page.url()).pathname, '/sign-in', 'a failed sign-in stays on the sign-in page');
+  assert.ok(!message.includes(srv.password), 'the error does not echo the password');
+  await shot(page, 'sign-in-wrong-password');
+
+  await signIn(page, srv.password);
+  await page.waitForURL((u) => u.pathname !== '/sign-in');
+  const cookies = await context.cookies(srv.origin);
+  assert.ok(cookies.length > 0, 'signing in sets a cookie');
+  for (const c of cookies) {
+    assert.equal(c.httpOnly, true, `cookie ${c.name} is HttpOnly`);
+    assert.equal(c.sameSite, 'Strict', `cookie ${c.name} is SameSite=Strict`);
+    assert.equal(c.path, '/', `cookie ${c.name} has Path=/`);
+  }
+  const s = await srv.api('GET', '/v1/session', { headers: { Cookie: cookieHeader(cookies) } });
+  assert.equal(s.status, 200, `GET /v1/session with the browser's cookie: ${JSON.stringify(s.body)}`);
+  assert.equal(s.body.user.email, srv.email);
+  assert.equal(s.body.user.account_id, srv.accountId);
+  await shot(page, 'signed-in');
+});
+
+test(
+  'gear "Settings" > Account Integrations > APIs & Webhooks: the API Keys section, "0 of 25 keys"',
+  async () => {
+    const gear = page.getByRole('button', { name: 'Settings', exact: true });
+    await gear.waitFor();
+    const box = await gear.boundingBox();
+    assert.ok(box.x + box.width / 2 > DESKTOP.width * 0.75 && box.y < 120, `the gear is at the top right: ${JSON.stringify(box)}`);
+    await gear.click();
+    const item = page.getByRole('menuitem', { name: 'Account Integrations' }).or(page.getByRole('link', { name: 'Account Integrations' })).first();
+    await item.waitFor();
+    await shot(page, 'settings-menu');
+    await item.click();
+    await page.waitForURL((u) => u.pathname === '/settings/integrations');
+    const tile = page.getByRole('link', { name: 'APIs & Webhooks' }).or(page.getByRole('button', { name: 'APIs & Webhooks' })).first();
+    await tile.waitFor();
+    await shot(page, 'account-integrations');
+    await tile.click();
+    await page.waitForURL((u) => u.pathname === '/settings/integrations/api');
+    await page.getByRole('heading', { name: 'API Keys', exact: true }).waitFor();
+    await counter(page, 0).waitFor();
+    await createButton(page).waitFor();
+    assert.equal(await createButton(page).isEnabled(), true, 'Create API key is enabled below the limit');
+    await shot(page, 'api-keys-empty');
+  },
+  { needs: ['sign in: a wrong password shows an inline error, the right one signs in'] },
+);
+
+const SIGNED_IN = ['sign in: a wrong password shows an inline error, the right one signs in'];
+
+test(
+  'create a key: API Key Name "Production CRM", production; Generate key shows it once',
+  async () => {
+    await gotoApiKeys(page);
+    await createButton(page).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    await dialog.getByLabel('API Key Name', { exact: true }).fill('Production CRM');
+    const select = dialog.getByRole('combobox', { name: 'Environment' });
+    if ((await select.count()) > 0) {
+      assert.equal(await select.inputValue(), 'production', 'the environment starts on production');
+    } else {
+      const radio = dialog.getByRole('radiogroup', { name: 'Environment' }).getByRole('radio', { name: /production/i });
+      assert.equal(await radio.isChecked(), true, 'the environment starts on production');
+    }
+    await shot(page, 'create-key');
+    await dialog.getByRole('button', { name: 'Generate key', exact: true }).click();
+
+    const created = page.getByRole('dialog').filter({ hasText: 'API Key Created Successfully' });
+    await created.waitFor();
+    const text = `${await created.innerText()}\n${(await created.locator('input, textarea').evaluateAll((els) => els.map((e) => e.value))).join('\n')}`;
+    const shown = [...new Set(text.match(/kw_[A-Za-z0-9_]+/g) || [])];
+    assert.equal(shown.length, 1, `one key shown: ${JSON.stringify(shown)}`);
+    assert.match(shown[0], KEY_RE);
+    assert.match(
+      text,
+      /only (be )?(shown|displayed) once|(will|won.t) not be (shown|displayed) again|not be (shown|displayed) again|cannot be (shown|displayed|retrieved) again/i,
+      'the pop-up warns that the key is shown only once',
+    );
+    state.secret = shown[0];
+    const list = await srv.listKeys();
+    assert.equal(list.active_count, 1);
+    assert.equal(list.keys[0].name, 'Production CRM');
+    assert.equal(list.keys[0].environment, 'production');
+    state.key = list.keys[0];
+    await shot(page, 'key-created');
+  },
+  { needs: SIGNED_IN },
+);
+
+const CREATED = ['create a key: API Key Name "Production CRM", production; Generate key shows it once'];
+
+test(
+  'Copy & close: the clipboard holds the key, it verifies, it is gone from the DOM, the list shows it masked',
+  async () => {
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.origin });
+    const created = page.getByRole('dialog').filter({ hasText: 'API Key Created Successfully' });
+    await created.getByRole('button', { name: 'Copy & close', exact: true }).click();
+    await created.waitFor({ state: 'hidden' });
+
+    const clip = await page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(clip, state.secret, 'the clipboard holds exactly the key that was shown');
+    const v = await srv.verify(clip);
+    assert.equal(v.code, 'VALID', `verify: ${JSON.stringify(v)}`);
+    assert.equal(v.name, 'Production CRM');
+    assert.equal(v.environment, 'production');
+    assert.equal(v.key_id, state.key.id);
+
+    // The secret, or any long piece of it, anywhere in the document or a field.
+    const pieces = [state.secret, state.secret.slice('kw_production_'.length, 'kw_production_'.length + 16), state.secret.slice(-16)];
+    await until(async () => {
+      const html = await page.content();
+      const values = (await inputValues(page)).join('\n');
+      return pieces.every((s) => !html.includes(s) && !values.includes(s));
+    }, 'the key is still in the page after Copy & close');
+
+    await counter(page, 1).waitFor();
+    const row = keyRow(page, 'Production CRM');
+    await row.first().waitFor();
+    const rowText = await row.first().innerText();
+    assert.ok(rowText.includes(state.key.masked), `the list shows the masked key ${state.key.masked}: ${JSON.stringify(rowText)}`);
+    assert.match(rowText, /production/i, 'the list shows the environment');
+    await shot(page, 'api-keys-list');
+  },
+  { needs: CREATED },
+);
+
+test(
+  'dialogs are real: role dialog, focus kept inside on Tab and Shift+Tab, Esc closes and focus returns',
+  async () => {
+    await gotoApiKeys(page);
+    const button = createButton(page);
+    await button.focus();
+    await page.keyboard.press('Enter');
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    // Inside means on a control of the dialog, with the document focused: not
+    // on the page behind it, and not out in the browser's own toolbar.
+    const focus = () =>
+      dialog.evaluate((d) => ({
+        inside: document.hasFocus() && d.contains(document.activeElement) && document.activeElement !== d,
+        hasFocus: document.hasFocus(),
+        active: document.activeElement.outerHTML.slice(0, 80),
+      }));
+    await until(async () => (await focus()).inside, 'the focus moves into the dialog when it opens');
+    const seen = new Set();
+    const presses = [];
+    for (const key of [...Array(8).fill('Tab'), ...Array(8).fill('Shift+Tab')]) {
+      await page.keyboard.press(key);
+      const f = await focus();
+      presses.push(key);
+      assert.ok(f.inside, `after ${presses.join(', ')} the focus left the dialog: document focused ${f.hasFocus}, active element ${f.active}`);
+      seen.add(f.active);
+    }
+    assert.ok(seen.size >= 2, `Tab moves between the dialog's controls: ${[...seen].join(' | ')}`);
+    await shot(page, 'create-dialog');
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    await until(() => button.evaluate((b) => b === document.activeElement), 'the focus returns to Create API key after Esc');
+    await counter(page, 1).waitFor(); // Esc created nothing
+    assert.equal((await srv.listKeys()).active_count, 1);
+  },
+  { needs: SIGNED_IN },
+);
+
+test(
+  'delete it: Delete, the Delete Key pop-up warns, Delete key; gone from the list, fails verification',
+  async () => {
+    await gotoApiKeys(page);
+    const row = keyRow(page, 'Production CRM').first();
+    const del = row.getByRole('button', { name: /^Delete\b/ }).or(row.getByRole('link', { name: /^Delete\b/ })).first();
+    await del.click();
+    const dialog = page.getByRole('dialog').filter({ hasText: 'Delete Key' });
+    await dialog.waitFor();
+    assert.match(await dialog.innerText(), /any application using this key will immediately lose access/i);
+    await shot(page, 'delete-key');
+    await dialog.getByRole('button', { name: 'Delete key', exact: true }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await counter(page, 0).waitFor();
+    await until(async () => (await keyRow(page, 'Production CRM').count()) === 0, 'the list still shows the deleted key');
+    assert.ok(!(await page.content()).includes(state.key.masked), 'the masked key is gone from the page');
+    const v = await srv.verify(state.secret);
+    assert.equal(v.code, 'NOT_FOUND', `verify after delete: ${JSON.stringify(v)}`);
+    assert.equal((await srv.listKeys()).active_count, 0);
+    await shot(page, 'deleted');
+  },
+  { needs: CREATED },
+);
+
+test(
+  'the limit: keys made through the API up to 25, reload: "25 of 25 keys", Create API key disabled and why',
+  async () => {
+    const have = (await srv.listKeys()).active_count; // 0 unless "delete it" failed
+    for (let i = have + 1; i <= KEY_LIMIT; i++) {
+      await srv.createKey(`Integration ${String(i).padStart(2, '0')}`, i % 3 === 0 ? 'staging' : 'production');
+    }
+    await page.reload();
+    await gotoApiKeys(page);
+    await counter(page, KEY_LIMIT).waitFor();
+    const button = createButton(page);
+    await button.waitFor();
+    assert.equal(await button.isDisabled(), true, 'Create API key is disabled at the limit');
+    const why = page.getByText(/limit|maximum/i).filter({ visible: true });
+    await until(async () => (await why.count()) > 0, 'no visible text says why Create API key is disabled');
+    suite.diag(`explanation: ${JSON.stringify(await why.first().innerText())}`);
+    await page.getByText('Integration 25').first().waitFor();
+    await shot(page, 'limit');
+  },
+  { needs: SIGNED_IN },
+);
+
+test(
+  'CSRF and Origin: a foreign Origin, a missing or wrong X-CSRF-Token are refused (403); nothing changes',
+  async () => {
+    const cookie = await sessionCookie();
+    const s = await srv.api('GET', '/v1/session', { headers: { Cookie: cookie } });
+    assert.equal(s.status, 200, `GET /v1/session: ${JSON.stringify(s.body)}`);
+    const token = s.body.csrf_token;
+    assert.ok(typeof token === 'string' && token.length >= 16, 'the session has a CSRF token');
+    const before = await srv.listKeys();
+    const target = before.keys[0].id;
+    const keysPath = `/v1/accounts/${srv.accountId}/keys`;
+    const body = { name: 'Forged' };
+    const refused = [
+      ['POST keys, right token, Origin evil', 'POST', keysPath, { 'X-CSRF-Token': token, Origin: EVIL }],
+      ['POST keys, right Origin, no X-CSRF-Token', 'POST', keysPath, { Origin: srv.origin }],
+      ['POST keys, right Origin, wrong X-CSRF-Token', 'POST', keysPath, { 'X-CSRF-Token': `${token}x`, Origin: srv.origin }],
+      ['POST keys, right token, no Origin', 'POST', keysPath, { 'X-CSRF-Token': token }],
+      ['DELETE key, right token, Origin evil', 'DELETE', `${keysPath}/${target}`, { 'X-CSRF-Token': token, Origin: EVIL }],
+      ['DELETE key, right Origin, no X-CSRF-Token', 'DELETE', `${keysPath}/${target}`, { Origin: srv.origin }],
+    ];
+    const wrong = [];
+    for (const [what, method, p, headers] of refused) {
+      const r = await srv.api(method, p, { headers: { Cookie: cookie, ...headers }, body: method === 'POST' ? body : undefined });
+      if (r.status !== 403 || r.body?.error?.code !== 'forbidden') wrong.push(`${what}: ${r.status} ${JSON.stringify(r.body)}`);
+    }
+    const signIn = await srv.api('POST', '/v1/session', { headers: { Origin: EVIL }, body: { email: srv.email, password: srv.password } });
+    if (signIn.status !== 403 || signIn.headers.get('set-cookie')) {
+      wrong.push(`sign-in POST with Origin evil: ${signIn.status} set-cookie=${signIn.headers.get('set-cookie')}`);
+    }
+    assert.deepEqual(wrong, [], 'every forged request gets 403 forbidden');
+    const after = await srv.listKeys();
+    assert.deepEqual(after.keys.map((k) => k.id), before.keys.map((k) => k.id), 'nothing was created or deleted');
+
+    // The same session, token and Origin together do delete: the 403s above
+    // were for the Origin and the token, not a bad cookie.
+    const ok = await srv.api('DELETE', `${keysPath}/${target}`, { headers: { Cookie: cookie, 'X-CSRF-Token': token, Origin: srv.origin } });
+    assert.equal(ok.status, 204, `DELETE with the right token and Origin: ${ok.status} ${JSON.stringify(ok.body)}`);
+    assert.equal((await srv.listKeys()).active_count, before.active_count - 1);
+  },
+  { needs: SIGNED_IN },
+);
+
+test(
+  'sign out from the gear menu: back on the sign-in page, the old cookie gets 401',
+  async () => {
+    const cookie = await sessionCookie();
+    await page.getByRole('button', { name: 'Settings', exact: true }).click();
+    const signOut = menuEntry(page, 'Sign out');
+    await signOut.waitFor();
+    await signOut.click();
+    await page.waitForURL((u) => u.pathname === '/sign-in');
+    await page.getByLabel('Email', { exact: true }).waitFor();
+    await shot(page, 'signed-out');
+    const s = await srv.api('GET', '/v1/session', { headers: { Cookie: cookie } });
+    assert.equal(s.status, 401, `the ended session's cookie replayed on GET /v1/session: ${s.status} ${JSON.stringify(s.body)}`);
+  },
+  { needs: SIGNED_IN },
+);
+
+test('phone width (375x812): sign in and the API keys page, no horizontal overflow', async () => {
+  const phone = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  try {
+    phone.setDefaultTimeout(ACTION_TIMEOUT_MS);
+    const p = await phone.newPage();
+    watch(p);
+    await p.goto(`${srv.origin}/sign-in`);
+    await signIn(p, srv.password);
+    await p.waitForURL((u) => u.pathname !== '/sign-in');
+    await p.goto(`${srv.origin}/settings/integrations/api`);
+    await p.getByRole('heading', { name: 'API Keys', exact: true }).waitFor();
+    await createButton(p).waitFor();
+    await p.getByRole('button', { name: 'Settings', exact: true }).waitFor();
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    await shot(p, 'phone-api-keys');
+    assert.ok(width <= PHONE.width + 1, `the page is ${width} px wide at ${PHONE.width} px`);
+  } finally {
+    await phone.close();
+  }
+});
+
+test('no uncaught script error or Content-Security-Policy violation on any page', async () => {
+  assert.deepEqual(pageProblems, []);
+});
+
+test('the server stops cleanly on SIGTERM after all this (exit 0; under ASan, no leak report)', async () => {
+  await browser.close();
+  const exit = await srv.stop();
+  assert.deepEqual(exit, { code: 0, signal: null }, `keyward serve exited ${JSON.stringify(exit)}: ${srv.log().slice(-1500)}`);
+});
+
+// ---- run ----
+
+async function main() {
+  rmSync(SHOTS, { recursive: true, force: true });
+  mkdirSync(SHOTS, { recursive: true });
+  const started = Date.now();
+  try {
+    srv = await startServer();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // Chromium refuses to start its sandbox as root (make test runs as root
+      // in CI): only then is it turned off. The page is our own console on
+      // loopback, not the web.
+      args: process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [],
+      // Our own SIGTERM handler stops the server too; playwright still kills
+      // the browser when this process exits.
+      handleSIGTERM: false,
+      handleSIGINT: false,
+      timeout: 30_000,
+    });
+    context = await browser.newContext({ viewport: DESKTOP });
+    context.setDefaultTimeout(ACTION_TIMEOUT_MS);
+    page = await context.newPage();
+    watch(page);
+  } catch (err) {
+    console.log('1..1');
+    console.log('not ok 1 - set-up: start keyward serve and chromium');
+    suite.diag(err.stack || String(err));
+    if (srv) suite.diag(srv.log().slice(-2000));
+    return 1;
+  }
+  let failed;
+  try {
+    failed = await suite.run();
+  } finally {
+    await browser.close().catch(() => {});
+    const exit = await srv.stop();
+    suite.diag(`server stopped: ${JSON.stringify(exit)}; ${shotCount} screenshots in ${SHOTS}; ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    srv = null;
+  }
+  return failed ? 1 : 0;
+}
+
+process.exitCode = await main();
