@@ -236,8 +236,9 @@ export function renderApiPage(main, ctx) {
     const fieldId = newId('secret');
     const warningId = newId('secret-warning');
     const alert = h('div', { class: 'alert alert-error', role: 'alert', hidden: true });
-    const field = h('input', {
-      id: fieldId, type: 'text', readonly: true, class: 'mono secret-field', autocomplete: 'off',
+    // A textarea, so that the whole key wraps into view at any width.
+    const field = h('textarea', {
+      id: fieldId, readonly: true, rows: '2', class: 'mono secret-field', autocomplete: 'off',
       spellcheck: 'false', autocapitalize: 'none', autofocus: true, 'aria-describedby': warningId,
     });
     field.value = secret; // the property, never the attribute

@@ -43,7 +43,7 @@ export function renderSignIn(main, { next, done }) {
   const alert = h('div', { role: 'alert', class: 'alert alert-error', hidden: true });
   const email = h('input', {
     id: 'email', name: 'email', type: 'email', autocomplete: 'username', required: true,
-    spellcheck: 'false', autocapitalize: 'none', autofocus: true,
+    spellcheck: 'false', autocapitalize: 'none',
   });
   const password = h('input', {
     id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true,
