@@ -158,7 +158,9 @@ const test = (name, fn, opts) =>
     opts,
   );
 
-test('sign in: a wrong password shows an inline error, the right one signs in', async () => {
+const SIGNED_IN = ['sign in: a wrong password shows an inline error, the right one signs in'];
+
+test(SIGNED_IN[0], async () => {
   await page.goto(`${srv.origin}/sign-in`);
   await page.getByLabel('Email', { exact: true }).waitFor();
   await shot(page, 'sign-in');
@@ -211,10 +213,8 @@ test(
     assert.equal(await createButton(page).isEnabled(), true, 'Create API key is enabled below the limit');
     await shot(page, 'api-keys-empty');
   },
-  { needs: ['sign in: a wrong password shows an inline error, the right one signs in'] },
+  { needs: SIGNED_IN },
 );
-
-const SIGNED_IN = ['sign in: a wrong password shows an inline error, the right one signs in'];
 
 test(
   'create a key: API Key Name "Production CRM", production; Generate key shows it once',
@@ -310,6 +310,9 @@ test(
         hasFocus: document.hasFocus(),
         active: document.activeElement.outerHTML.slice(0, 80),
       }));
+    const modal = await dialog.evaluate((d) => (d.tagName === 'DIALOG' && d.matches(':modal')) || d.getAttribute('aria-modal') === 'true');
+    assert.ok(modal, 'the dialog is modal (showModal() or aria-modal)');
+    assert.ok(await dialog.getAttribute('aria-labelledby') || await dialog.getAttribute('aria-label'), 'the dialog has an accessible name');
     await until(async () => (await focus()).inside, 'the focus moves into the dialog when it opens');
     const seen = new Set();
     const presses = [];
@@ -436,7 +439,7 @@ test(
   { needs: SIGNED_IN },
 );
 
-test('phone width (375x812): sign in and the API keys page, no horizontal overflow', async () => {
+test('phone width (375x812): sign in and the API keys page, no horizontal overflow, Delete on screen', async () => {
   const phone = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
   try {
     phone.setDefaultTimeout(ACTION_TIMEOUT_MS);
@@ -452,6 +455,12 @@ test('phone width (375x812): sign in and the API keys page, no horizontal overfl
     const width = await p.evaluate(() => document.documentElement.scrollWidth);
     await shot(p, 'phone-api-keys');
     assert.ok(width <= PHONE.width + 1, `the page is ${width} px wide at ${PHONE.width} px`);
+    // The list too: a key's Delete is on the screen, not past its right edge.
+    const del = p.getByRole('button', { name: /^Delete\b/ }).or(p.getByRole('link', { name: /^Delete\b/ })).first();
+    await del.scrollIntoViewIfNeeded();
+    const box = await del.boundingBox();
+    await shot(p, 'phone-api-keys-list');
+    assert.ok(box && box.x >= 0 && box.x + box.width <= PHONE.width + 1, `a key's Delete at phone width: ${JSON.stringify(box)}`);
   } finally {
     await phone.close();
   }
