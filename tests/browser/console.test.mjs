@@ -192,6 +192,9 @@ test(SIGNED_IN[0], async () => {
 test(
   'gear "Settings" > Account Integrations > APIs & Webhooks: the API Keys section, "0 of 25 keys"',
   async () => {
+    // Signing in may land on Account Integrations already: start elsewhere, so
+    // that the menu has to do the navigating.
+    await page.goto(`${srv.origin}/settings/integrations/api`);
     const gear = page.getByRole('button', { name: 'Settings', exact: true });
     await gear.waitFor();
     const box = await gear.boundingBox();
@@ -202,6 +205,7 @@ test(
     await shot(page, 'settings-menu');
     await item.click();
     await page.waitForURL((u) => u.pathname === '/settings/integrations');
+    await page.getByRole('heading', { name: 'Account Integrations' }).waitFor();
     const tile = page.getByRole('link', { name: 'APIs & Webhooks' }).or(page.getByRole('button', { name: 'APIs & Webhooks' })).first();
     await tile.waitFor();
     await shot(page, 'account-integrations');
