@@ -50,6 +50,11 @@ enum {
     Q_PEPPER_CHECK_INSERT,
     Q_PEPPER_CHECK_GET,
     Q_KEY_COUNT_ACTIVE,
+    Q_SESSION_PURGE,
+    Q_SESSION_INSERT,
+    Q_SESSION_FIND,
+    Q_SESSION_TOUCH,
+    Q_SESSION_DELETE,
     Q_STORE_EMPTY,
     Q_COUNT
 };
@@ -104,6 +109,17 @@ static const char *const query_sql[Q_COUNT] = {
     [Q_PEPPER_CHECK_GET] = "SELECT check_value = $2::bytea FROM pepper_checks WHERE version = $1",
     [Q_KEY_COUNT_ACTIVE] =
         "SELECT count(*) FROM api_keys WHERE expires_at IS NULL OR expires_at > $1",
+    [Q_SESSION_PURGE] = "DELETE FROM sessions WHERE expires_at <= $1",
+    [Q_SESSION_INSERT] =
+        "INSERT INTO sessions(hash, user_id, created_at, last_seen_at, expires_at) "
+        "VALUES ($1, $2, $3, $3, $4)",
+    [Q_SESSION_FIND] = "SELECT u.id, u.account_id, u.email, u.created_at, s.created_at, "
+                       "s.last_seen_at, s.expires_at FROM sessions s JOIN users u ON u.id = "
+                       "s.user_id WHERE s.hash = $1",
+    /* Raises last_seen_at only: a touch that arrives late never lowers it. */
+    [Q_SESSION_TOUCH] =
+        "UPDATE sessions SET last_seen_at = $2 WHERE hash = $1 AND last_seen_at < $2",
+    [Q_SESSION_DELETE] = "DELETE FROM sessions WHERE hash = $1",
     [Q_STORE_EMPTY] = "SELECT NOT EXISTS (SELECT 1 FROM accounts) AND "
                       "NOT EXISTS (SELECT 1 FROM root_keys)",
 };
@@ -186,6 +202,19 @@ static bool read_audit(const PGresult *res, int row, void *item)
            col_text(res, row, 4, e->account_id, sizeof e->account_id) &&
            col_text(res, row, 5, e->key_id, sizeof e->key_id) &&
            col_text(res, row, 6, e->key_name, sizeof e->key_name);
+}
+
+static bool read_session(const PGresult *res, int row, void *item)
+{
+    kw_session *s = item;
+    memset(s, 0, sizeof *s);
+    s->user.created_at = col_int(res, row, 3);
+    s->created_at = col_int(res, row, 4);
+    s->last_seen_at = col_int(res, row, 5);
+    s->expires_at = col_int(res, row, 6);
+    return col_text(res, row, 0, s->user.id, sizeof s->user.id) &&
+           col_text(res, row, 1, s->user.account_id, sizeof s->user.account_id) &&
+           col_text(res, row, 2, s->user.email, sizeof s->user.email);
 }
 
 /* The name a DELETE ... RETURNING name gives back (KW_NAME_BUFSZ bytes). */
@@ -330,8 +359,9 @@ typedef struct {
     int64_t pepper_version;
     int64_t limit;
     int64_t now;
+    int64_t expires_at;
     const char *account_id;
-    const char *id;
+    const char *id;            /* a key's or root key's; a session's user */
     const char *key_arrays[4]; /* touch: key ids, key times, root ids, root times */
 } change;
 
@@ -430,6 +460,32 @@ static kw_status on_pepper_check(kw_pg_conn *c, void *arg)
     if (status == KW_ERR_NOT_FOUND) /* inserted or already there: a row must exist */
         status = KW_ERR_INTERNAL;
     return status == KW_OK && !same ? KW_ERR_CONFLICT : status;
+}
+
+/* The purge of ended sessions, then the insert: one transaction. */
+static kw_status on_session_insert(kw_pg_conn *c, void *arg)
+{
+    const change *m = arg;
+    kw_status status = kw_pg_run(c, Q_SESSION_PURGE, NULL, NULL, "i", m->now);
+    if (status == KW_OK)
+        status = kw_pg_run(c, Q_SESSION_INSERT, NULL, NULL, "htii", m->hash, m->id, m->now,
+                           m->expires_at);
+    return status;
+}
+
+static kw_status on_session_touch(kw_pg_conn *c, void *arg)
+{
+    const change *m = arg;
+    return kw_pg_run(c, Q_SESSION_TOUCH, NULL, NULL, "hi", m->hash, m->now);
+}
+
+/* A session that a concurrent delete took first is not found. */
+static kw_status on_session_delete(kw_pg_conn *c, void *arg)
+{
+    const change *m = arg;
+    int64_t rows = 0;
+    kw_status status = kw_pg_run(c, Q_SESSION_DELETE, NULL, &rows, "h", m->hash);
+    return status == KW_OK && rows == 0 ? KW_ERR_NOT_FOUND : status;
 }
 
 /*
@@ -745,6 +801,30 @@ static kw_status op_bootstrap(kw_store *base, const kw_account *a, const kw_user
     return kw_pg_transact(POOL(base), on_bootstrap, &m);
 }
 
+static kw_status op_session_insert(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
+                                   const char *user_id, int64_t now, int64_t expires_at)
+{
+    change m = {.hash = hash, .id = user_id, .now = now, .expires_at = expires_at};
+    return kw_pg_transact(POOL(base), on_session_insert, &m);
+}
+
+static kw_status op_session_find(kw_store *base, const uint8_t hash[KW_HASH_BYTES], kw_session *out)
+{
+    return lookup(base, Q_SESSION_FIND, read_session, out, "h", hash);
+}
+
+static kw_status op_session_touch(kw_store *base, const uint8_t hash[KW_HASH_BYTES], int64_t at)
+{
+    change m = {.hash = hash, .now = at};
+    return kw_pg_transact(POOL(base), on_session_touch, &m);
+}
+
+static kw_status op_session_delete(kw_store *base, const uint8_t hash[KW_HASH_BYTES])
+{
+    change m = {.hash = hash};
+    return kw_pg_transact(POOL(base), on_session_delete, &m);
+}
+
 static void op_close(kw_store *base)
 {
     if (!base)
@@ -774,6 +854,10 @@ static const kw_store_ops postgres_ops = {
     .user_find_by_email = op_user_find_by_email,
     .pepper_check = op_pepper_check,
     .audit_list = op_audit_list,
+    .session_insert = op_session_insert,
+    .session_find = op_session_find,
+    .session_touch = op_session_touch,
+    .session_delete = op_session_delete,
     .key_count_active = op_key_count_active,
     .bootstrap = op_bootstrap,
 };

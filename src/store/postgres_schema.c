@@ -79,6 +79,14 @@ static const char *const steps[] = {
     "  version bigint PRIMARY KEY,"
     "  check_value bytea NOT NULL,"
     "  created_at bigint NOT NULL);",
+    /* 3: console sessions, by the keyed hash of their token (never the token). */
+    "CREATE TABLE sessions ("
+    "  hash bytea PRIMARY KEY CHECK (octet_length(hash) = 32),"
+    "  user_id text NOT NULL REFERENCES users(id),"
+    "  created_at bigint NOT NULL,"
+    "  last_seen_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL);"
+    "CREATE INDEX sessions_expiry ON sessions(expires_at);",
 };
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))

@@ -417,6 +417,67 @@ static void test_pepper_check_values(void **state)
     assert_int_equal(s->ops->pepper_check(s, 1, a), KW_OK); /* b changed nothing */
 }
 
+/* Asserts session `hash` is found, with user usr_1 and these times. */
+static void assert_session(kw_store *s, const uint8_t hash[KW_HASH_BYTES], int64_t created_at,
+                           int64_t last_seen_at, int64_t expires_at)
+{
+    kw_session found;
+    memset(&found, 0x5a, sizeof found);
+    assert_int_equal(s->ops->session_find(s, hash, &found), KW_OK);
+    assert_string_equal(found.user.id, "usr_1");
+    assert_string_equal(found.user.account_id, "acc_a");
+    assert_string_equal(found.user.email, "Admin@Example.com");
+    assert_int_equal(found.user.created_at, NOW - 7);
+    assert_int_equal(found.created_at, created_at);
+    assert_int_equal(found.last_seen_at, last_seen_at);
+    assert_int_equal(found.expires_at, expires_at);
+}
+
+static void test_sessions(void **state)
+{
+    kw_store *s = fixture_store(state);
+    sc_add_account(s, "acc_a");
+    kw_user u = {
+        .id = "usr_1", .account_id = "acc_a", .email = "Admin@Example.com", .created_at = NOW - 7};
+    assert_int_equal(s->ops->user_insert(s, &u, "$argon2id$stub", &cli_audit), KW_OK);
+    uint8_t h[6][KW_HASH_BYTES];
+    for (int i = 0; i < 6; i++)
+        make_hash(h[i], 200 + i);
+
+    assert_int_equal(s->ops->session_insert(s, h[0], "usr_1", NOW, NOW + 3600), KW_OK);
+    assert_session(s, h[0], NOW, NOW, NOW + 3600);
+    kw_session found;
+    assert_int_equal(s->ops->session_find(s, h[5], &found), KW_ERR_NOT_FOUND);
+
+    /* touch raises last_seen_at, never lowers it, and leaves the rest alone. */
+    assert_int_equal(s->ops->session_touch(s, h[0], NOW + 100), KW_OK);
+    assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
+    assert_int_equal(s->ops->session_touch(s, h[0], NOW + 50), KW_OK);
+    assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
+    assert_int_equal(s->ops->session_touch(s, h[0], NOW + 100), KW_OK);
+    assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
+
+    /* An insert at NOW + 200 removes the sessions that end at or before it. */
+    assert_int_equal(s->ops->session_insert(s, h[1], "usr_1", NOW, NOW + 199), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[2], "usr_1", NOW, NOW + 200), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[3], "usr_1", NOW, NOW + 201), KW_OK);
+    assert_session(s, h[1], NOW, NOW, NOW + 199); /* a find purges nothing */
+    assert_int_equal(s->ops->session_insert(s, h[4], "usr_1", NOW + 200, NOW + 900), KW_OK);
+    assert_int_equal(s->ops->session_find(s, h[1], &found), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->session_find(s, h[2], &found), KW_ERR_NOT_FOUND);
+    assert_session(s, h[3], NOW, NOW, NOW + 201);
+    assert_session(s, h[4], NOW + 200, NOW + 200, NOW + 900);
+    assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
+
+    /* delete removes that session only, once. */
+    assert_int_equal(s->ops->session_delete(s, h[0]), KW_OK);
+    assert_int_equal(s->ops->session_find(s, h[0], &found), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->session_delete(s, h[0]), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->session_delete(s, h[5]), KW_ERR_NOT_FOUND);
+    assert_session(s, h[3], NOW, NOW, NOW + 201);
+    assert_session(s, h[4], NOW + 200, NOW + 200, NOW + 900);
+}
+
 size_t sc_cases(struct CMUnitTest *out, CMFixtureFunction setup, CMFixtureFunction teardown)
 {
     const struct CMUnitTest cases[] = {
@@ -434,6 +495,7 @@ size_t sc_cases(struct CMUnitTest *out, CMFixtureFunction setup, CMFixtureFuncti
         cmocka_unit_test_setup_teardown(test_users, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_concurrent_inserts_respect_the_limit, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_pepper_check_values, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_sessions, NULL, NULL),
     };
     size_t n = sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < n; i++) {

@@ -19,7 +19,7 @@
 #include "testutil.h"
 
 #define NOW            ((int64_t)1700000000)
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 typedef struct {
     kw_store *store; /* first: store_cases.h */
