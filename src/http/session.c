@@ -52,8 +52,8 @@ static bool csrf_ok(kw_http_req *req, const char *token)
         kw_http_reply_error(req, 403, "The request did not come from this console (Origin).");
         return false;
     }
-    if (!kw_service_session_csrf_ok(req->srv->svc, token, strlen(token),
-                                    kw_http_header(req, "X-CSRF-Token"))) {
+    if (!token || !kw_service_session_csrf_ok(req->srv->svc, token, strlen(token),
+                                              kw_http_header(req, "X-CSRF-Token"))) {
         kw_http_reply_error(req, 403, "The X-CSRF-Token header is missing or wrong.");
         return false;
     }
@@ -195,7 +195,7 @@ void kw_http_session_delete(kw_http_req *req)
         kw_http_reply_failure(req, &err);
         return;
     }
-    if (!csrf_ok(req, token))
+    if (!token || !csrf_ok(req, token))
         return;
     if (kw_service_session_delete(req->srv->svc, token, strlen(token), &err) != KW_OK) {
         kw_http_reply_failure(req, &err);

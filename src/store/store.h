@@ -105,7 +105,7 @@ typedef struct kw_store_ops {
 
     /*
      * Console sessions, stored by the keyed hash of their token. Inserting
-     * also removes every session whose absolute end is before `now`.
+     * also removes every session whose absolute end is at or before `now`.
      */
     kw_status (*session_insert)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], const char *user_id,
                                 int64_t now, int64_t expires_at);
