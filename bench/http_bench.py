@@ -237,6 +237,23 @@ def ms(us):
     return "%.2f ms" % (us / 1000.0)
 
 
+def start_nginx(tmp, conf_name, workers):
+    """nginx answering the bench requests with a constant; returns (process, port)."""
+    port = free_port()
+    conf = os.path.join(tmp, conf_name)
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF % {"dir": tmp, "port": port, "workers": workers,
+                              "user": "user root;" if os.geteuid() == 0 else ""})
+    proc = subprocess.Popen([NGINX, "-p", tmp, "-c", conf], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, "nginx")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, port
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     binary = os.path.abspath(os.path.join(build, "keyward"))
@@ -267,15 +284,8 @@ def main():
               flush=True)
 
         # nginx runs from here on, idle while keyward is measured and back.
-        port = free_port()
-        conf = os.path.join(tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF % {"dir": tmp, "port": port, "workers": "auto",
-                                  "user": "user root;" if os.geteuid() == 0 else ""})
-        ngx = subprocess.Popen([NGINX, "-p", tmp, "-c", conf], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ngx, port = start_nginx(tmp, "nginx.conf", "auto")
         procs.append(ngx)
-        wait_port(port, ngx, "nginx")
 
         # Alternate keyward and nginx rounds, so that a slow moment of a shared
         # machine does not land on one target only.
@@ -326,15 +336,8 @@ def main():
         # the latency without that contention, like for like.
         kw = Keyward(binary, tmp, "one-core", args=["--threads", "1"])
         procs.append(kw)
-        port1 = free_port()
-        conf1 = os.path.join(tmp, "nginx-one.conf")
-        with open(conf1, "w") as f:
-            f.write(NGINX_CONF % {"dir": tmp, "port": port1, "workers": "1",
-                                  "user": "user root;" if os.geteuid() == 0 else ""})
-        ngx1 = subprocess.Popen([NGINX, "-p", tmp, "-c", conf1], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ngx1, port1 = start_nginx(tmp, "nginx-one.conf", "1")
         procs.append(ngx1)
-        wait_port(port1, ngx1, "nginx")
         wrk(kw.port, keys_file, "verify", 1)
         wrk(port1, keys_file, "verify", 1)
         for r in range(1, ROUNDS + 1):

@@ -65,16 +65,28 @@ static bool state_changing(const kw_http_req *req)
     return strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
 }
 
-bool kw_http_session_authorize(kw_http_req *req)
+/*
+ * The request's session into *s (and its CSRF token into csrf, if not
+ * NULL); returns its cookie, or NULL after replying 401 (or 503).
+ */
+static const char *current_session(kw_http_req *req, kw_session *s,
+                                   char csrf[KW_SESSION_TOKEN_BUFSZ])
 {
     const char *token = kw_http_session_cookie(req);
-    kw_session s;
     kw_error err;
-    if (kw_service_session_get(req->srv->svc, token, token ? strlen(token) : 0, &s, NULL, &err) !=
-        KW_OK) {
-        kw_http_reply_failure(req, &err);
+    if (kw_service_session_get(req->srv->svc, token, token ? strlen(token) : 0, s, csrf, &err) ==
+        KW_OK)
+        return token;
+    kw_http_reply_failure(req, &err);
+    return NULL;
+}
+
+bool kw_http_session_authorize(kw_http_req *req)
+{
+    kw_session s;
+    const char *token = current_session(req, &s, NULL);
+    if (!token)
         return false;
-    }
     if (state_changing(req) && !csrf_ok(req, token))
         return false;
     /* A session reaches its own account only; any other is "not found". */
@@ -173,28 +185,18 @@ void kw_http_session_create(kw_http_req *req)
 
 void kw_http_session_get(kw_http_req *req)
 {
-    const char *token = kw_http_session_cookie(req);
     kw_session s;
-    char csrf[KW_SESSION_TOKEN_BUFSZ];
-    kw_error err;
-    if (kw_service_session_get(req->srv->svc, token, token ? strlen(token) : 0, &s, csrf, &err) ==
-        KW_OK)
+    char csrf[KW_SESSION_TOKEN_BUFSZ] = "";
+    if (current_session(req, &s, csrf))
         reply_session(req, 200, &s, csrf);
-    else
-        kw_http_reply_failure(req, &err);
     sodium_memzero(csrf, sizeof csrf);
 }
 
 void kw_http_session_delete(kw_http_req *req)
 {
-    const char *token = kw_http_session_cookie(req);
     kw_session s;
     kw_error err;
-    if (kw_service_session_get(req->srv->svc, token, token ? strlen(token) : 0, &s, NULL, &err) !=
-        KW_OK) {
-        kw_http_reply_failure(req, &err);
-        return;
-    }
+    const char *token = current_session(req, &s, NULL);
     if (!token || !csrf_ok(req, token))
         return;
     if (kw_service_session_delete(req->srv->svc, token, strlen(token), &err) != KW_OK) {
