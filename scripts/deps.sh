@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages keyward needs to build and test.
 #
-# Usage: scripts/deps.sh [build|test|bench|fuzz]
+# Usage: scripts/deps.sh [--list] [build|test|bench|fuzz]
+#   --list prints the profile's packages on one line and installs nothing.
 #   build  compiler, Meson, Ninja and the libraries keyward links against
 #          (libpq for the PostgreSQL store, libmicrohttpd for the server)
 #   test   build, plus cmocka (unit tests), python3 (black-box tests), nginx
@@ -18,6 +19,11 @@
 # user, it installs nothing and prints the exact command to run instead.
 set -eu
 
+list=false
+if [ "${1:-}" = --list ]; then # print the profile's packages, install nothing
+	list=true
+	shift
+fi
 profile=${1:-build}
 pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev libpq-dev zlib1g-dev"
 pkgs="$pkgs libmicrohttpd-dev"
@@ -31,6 +37,11 @@ fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 	exit 2
 	;;
 esac
+
+if $list; then
+	echo $pkgs
+	exit 0
+fi
 
 # What installed packages provide counts too: a Node.js package that bundles
 # npm provides "npm" (and conflicts with Debian's npm).
