@@ -18,13 +18,19 @@ trap cleanup EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 listen=127.0.0.1:$port
 
+# python3 comes with Meson; curl is not in the build profile.
+healthy() {
+	python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+		"http://$listen/healthz" >/dev/null 2>&1
+}
+
 # start N: `make run` in the background, output in $work/runN.log; waits up
 # to 60 s for /healthz (the first `make run` may still be building).
 start() {
 	setsid make run DATA_DIR="$work/data" LISTEN="$listen" >"$work/run$1.log" 2>&1 </dev/null &
 	pid=$!
 	i=0
-	until curl -sf "http://$listen/healthz" >/dev/null 2>&1; do
+	until healthy; do
 		i=$((i + 1))
 		if [ $i -gt 600 ] || ! kill -0 "$pid" 2>/dev/null; then
 			cat "$work/run$1.log" >&2
