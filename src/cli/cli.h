@@ -205,5 +205,7 @@ int kw_cli_user_add(kw_cli *cli, int argc, char **argv);
 int kw_cli_migrate(kw_cli *cli, int argc, char **argv);
 int kw_cli_audit_list(kw_cli *cli, int argc, char **argv);
 int kw_cli_serve(kw_cli *cli, int argc, char **argv);
+int kw_cli_backup(kw_cli *cli, int argc, char **argv);
+int kw_cli_restore(kw_cli *cli, int argc, char **argv);
 
 #endif

@@ -41,6 +41,8 @@ static const struct command {
     {"audit", "list", kw_cli_audit_list, "list the audit log, newest first"},
     {"migrate", NULL, kw_cli_migrate, "apply schema migrations and print the version"},
     {"serve", NULL, kw_cli_serve, "run the HTTP API and the web console"},
+    {"backup", NULL, kw_cli_backup, "copy the SQLite database to a file, online"},
+    {"restore", NULL, kw_cli_restore, "replace the SQLite database with a backup"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
