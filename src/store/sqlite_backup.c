@@ -350,6 +350,9 @@ kw_status kw_sqlite_backup(const char *db_path, const char *file, kw_sqlite_copy
         return kw_error_set(err, KW_ERR_INVALID,
                             "%s is a directory; name the backup file, as in %s/keyward.db.", file,
                             file);
+    /* The rename would replace whatever is there: never a device or a pipe. */
+    if (lstat(file, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return kw_error_set(err, KW_ERR_INVALID, "%s exists and is not a regular file.", file);
     if (is_database_file(file, db_path))
         return kw_error_set(err, KW_ERR_INVALID,
                             "%s is the database itself or one of its files; back up to another "

@@ -35,9 +35,9 @@ typedef struct {
  * consistent snapshot that holds every transaction committed before the
  * call. An existing `file` is replaced only once the copy is complete and
  * intact. KW_ERR_NOT_FOUND when there is no database at db_path;
- * KW_ERR_INVALID when `file` is a directory or one of the database's own
- * files; KW_ERR_INTERNAL when the copy fails its integrity check;
- * KW_ERR_UNAVAILABLE for I/O failures and a database that stays busy.
+ * KW_ERR_INVALID when `file` is a directory, another file that is not a
+ * regular one, or one of the database's own files; KW_ERR_INTERNAL when the copy fails its
+ * integrity check; KW_ERR_UNAVAILABLE for I/O failures and a database that stays busy.
  */
 kw_status kw_sqlite_backup(const char *db_path, const char *file, kw_sqlite_copy_info *info,
                            kw_error *err);

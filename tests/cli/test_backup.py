@@ -282,12 +282,22 @@ def test_backup_output_and_pepper_reminder():
     doc = json.loads(out)
     eq(doc["pepper_file"], None, "pepper_file with KEYWARD_PEPPER")
     check("KEYWARD_PEPPER" in err and PEPPER_B[2:] not in err + out, "KEYWARD_PEPPER reminder")
-    # umask does not loosen the mode
-    proc = subprocess.run([BIN, "backup", "u.db"], cwd=tmpdir(), umask=0,
-                          env=dict(os.environ, KEYWARD_DATA_DIR=data_dir()),
-                          capture_output=True, timeout=60)
-    eq(proc.returncode, 0, "backup with umask 0")
-    eq(stat.S_IMODE(os.stat(os.path.join(tmpdir(), "u.db")).st_mode), 0o600, "mode under umask 0")
+    # The mode is 0600 whatever the umask, of the backup and of a restored database.
+    for umask in (0, 0o277):
+        name = "u%o.db" % umask
+        proc = subprocess.run([BIN, "backup", name], cwd=tmpdir(), umask=umask,
+                              env=dict(os.environ, KEYWARD_DATA_DIR=data_dir()),
+                              capture_output=True, timeout=60)
+        eq(proc.returncode, 0, "backup with umask %o: %r" % (umask, proc.stderr))
+        eq(stat.S_IMODE(os.stat(os.path.join(tmpdir(), name)).st_mode), 0o600,
+           "mode of the backup under umask %o" % umask)
+        d = new_data_dir("r%o" % umask)
+        proc = subprocess.run([BIN, "restore", name], cwd=tmpdir(), umask=umask,
+                              env=dict(os.environ, KEYWARD_DATA_DIR=d),
+                              capture_output=True, timeout=60)
+        eq(proc.returncode, 0, "restore with umask %o: %r" % (umask, proc.stderr))
+        eq(stat.S_IMODE(os.stat(os.path.join(d, "keyward.db")).st_mode), 0o600,
+           "mode of the restored database under umask %o" % umask)
     check(secret.encode() not in stderr_log(), "a key was printed")
 
 
@@ -412,6 +422,8 @@ def test_restore_refusals_change_nothing():
     eq(rc, 1, "the account made after the backup is gone: %s" % err)
     eq(verify_code(secret, data_dir())[:2], (0, "VALID"), "the key of the backup")
     eq(listing(data_dir()), ["keyward.db", "pepper"], "data dir after the restore")
+    with Server(data_dir=tmpdir(), first_run=False) as srv:
+        eq(srv.verify(secret)["code"], "VALID", "keyward serve on the restored database")
 
 
 def test_restore_migrates_an_older_schema():

@@ -301,6 +301,11 @@ static void test_failed_backup_leaves_the_file_untouched(void **state)
     assert_int_equal(kw_sqlite_backup(f->db, path, &info, &err), KW_ERR_UNAVAILABLE);
     assert_int_equal(kw_sqlite_backup(f->db, f->dir, &info, &err), KW_ERR_INVALID);
     assert_non_null(strstr(err.message, "directory"));
+    snprintf(path, sizeof path, "%s/fifo", f->dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(kw_sqlite_backup(f->db, path, &info, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "not a regular file"));
+    unlink(path);
     /* The live database or its WAL, named one way or another. */
     snprintf(path, sizeof path, "%s/../%s/keyward.db-wal", f->dir, strrchr(f->dir, '/') + 1);
     assert_int_equal(kw_sqlite_backup(f->db, path, &info, &err), KW_ERR_INVALID);
