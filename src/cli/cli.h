@@ -108,7 +108,14 @@ void kw_cli_cleanup(kw_cli *cli);
 
 /*
  * Resolves the settings (flag, then environment variable, then config
- * file, then default) into cli->cfg and opens the service. The pepper copy
+ * file, then default) into cli->cfg, without opening anything: for the
+ * commands that must not load the pepper or migrate the store. Returns 0,
+ * or 2 after printing which setting is wrong.
+ */
+int kw_cli_resolve(kw_cli *cli);
+
+/*
+ * kw_cli_resolve, then opens the service. The pepper copy
  * is wiped as soon as the service has loaded it. Returns 0 with *svc owned
  * by the caller (kw_service_close), or the exit code after printing why:
  * 2 for a bad setting, 1 when the service refused to open.
@@ -116,7 +123,7 @@ void kw_cli_cleanup(kw_cli *cli);
 int kw_cli_open(kw_cli *cli, kw_service **svc);
 
 /*
- * The value of a setting once kw_cli_open has resolved them (flag, then
+ * The value of a setting once kw_cli_resolve has resolved them (flag, then
  * environment variable, then config file), or NULL when unset. Integer
  * settings have been range-checked by then.
  */

@@ -5,9 +5,7 @@
  * Neither opens the key service, which would load (or create) the pepper
  * and migrate the database: a backup must change nothing, and a restore
  * must work on a data directory whose database is missing, damaged or in
- * need of --force. They resolve only the settings that name the database
- * and the pepper file, with the precedence every command uses (a flag,
- * then a variable, then the config file).
+ * need of --force. They only resolve the settings (kw_cli_resolve).
  */
 #include <errno.h>
 #include <limits.h>
@@ -18,127 +16,43 @@
 
 #include "cli/cli.h"
 #include "store/sqlite_backup.h"
+#include "store/store.h"
 
 /* Where the selected store keeps its database and the pepper. */
 typedef struct {
-    char db[PATH_MAX];     /* the SQLite database file */
-    char pepper[PATH_MAX]; /* the pepper file; "" when KEYWARD_PEPPER holds the pepper */
+    kw_config_paths paths; /* the store URL and the pepper file ("" for KEYWARD_PEPPER) */
+    const char *db;        /* the SQLite database file, within paths.store_url */
+    const char *pepper;    /* paths.pepper_file */
     const char *data_dir;  /* to be created by a restore when db is in it */
     bool in_data_dir;      /* db is DATA_DIR/keyward.db (no --store) */
 } location;
 
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
-        s[--n] = '\0';
-    return s;
-}
-
 /*
- * Reads data_dir, store and pepper_file from the config file (--config or
- * KEYWARD_CONFIG), in its `key = value` format, into cli->file, where
- * kw_cli_setting_value finds them. The other keys concern the service and
- * are checked by the commands that open it. Returns 0, or 2 after printing
- * what is wrong.
- */
-static int read_config(kw_cli *cli)
-{
-    static const struct {
-        const char *key;
-        kw_cli_setting setting;
-    } wanted[] = {
-        {"data_dir", KW_CLI_DATA_DIR},
-        {"store", KW_CLI_STORE},
-        {"pepper_file", KW_CLI_PEPPER_FILE},
-    };
-    const char *path = cli->flag[KW_CLI_CONFIG];
-    const char *env = getenv("KEYWARD_CONFIG");
-    if (!path && env && *env)
-        path = env;
-    if (!path)
-        return KW_CLI_EXIT_OK;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        kw_cli_errorf("cannot read config file %s: %s", path, strerror(errno));
-        return KW_CLI_EXIT_USAGE;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    long lineno = 0;
-    const char *problem = NULL;
-    while (!problem && getline(&line, &cap, f) >= 0) {
-        lineno++;
-        char *s = trim(line), *eq = strchr(s, '=');
-        if (*s == '\0' || *s == '#')
-            continue;
-        if (!eq) {
-            problem = "expected 'key = value'";
-            break;
-        }
-        *eq = '\0';
-        const char *key = trim(s), *value = trim(eq + 1);
-        for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
-            if (strcmp(key, wanted[i].key) != 0)
-                continue;
-            char **slot = &cli->file[wanted[i].setting];
-            free(*slot);
-            *slot = *value ? strdup(value) : NULL;
-            if (!*value)
-                problem = "missing value";
-            else if (!*slot)
-                problem = "out of memory";
-        }
-    }
-    int rc = KW_CLI_EXIT_OK;
-    if (problem) {
-        kw_cli_errorf("config file %s, line %ld: %s", path, lineno, problem);
-        rc = KW_CLI_EXIT_USAGE;
-    } else if (ferror(f)) {
-        kw_cli_errorf("cannot read config file %s", path);
-        rc = KW_CLI_EXIT_USAGE;
-    }
-    free(line);
-    fclose(f);
-    return rc;
-}
-
-/*
- * Fills *loc from the settings. Returns 0; 2 for a bad config file; 1 when
- * the store is not SQLite (the URL is never echoed: it may hold a password).
+ * Fills *loc from the settings, as every command resolves them. Returns 0;
+ * 2 for a bad setting; 1 when the store is not SQLite (the URL is never
+ * echoed: it may hold a password).
  */
 static int locate(kw_cli *cli, const char *command, location *loc)
 {
-    int rc = read_config(cli);
+    int rc = kw_cli_resolve(cli);
     if (rc != KW_CLI_EXIT_OK)
         return rc;
-    kw_config defaults;
-    kw_config_defaults(&defaults);
-    const char *dir = kw_cli_setting_value(cli, KW_CLI_DATA_DIR);
-    const char *store = kw_cli_setting_value(cli, KW_CLI_STORE);
-    const char *pepper = kw_cli_setting_value(cli, KW_CLI_PEPPER_FILE);
-    loc->data_dir = dir ? dir : defaults.data_dir;
-    loc->in_data_dir = !store;
-    if (store &&
-        (strncmp(store, "postgres://", 11) == 0 || strncmp(store, "postgresql://", 13) == 0)) {
+    kw_error err;
+    if (kw_config_resolve_paths(&cli->cfg, &loc->paths, &err) != KW_OK)
+        return kw_cli_fail(&err);
+    const char *url = loc->paths.store_url;
+    loc->db = kw_store_sqlite_path(url);
+    loc->pepper = loc->paths.pepper_file;
+    loc->data_dir = cli->cfg.data_dir;
+    loc->in_data_dir = !cli->cfg.store_url;
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
         kw_cli_errorf("%s works on the SQLite store only; back up and restore PostgreSQL with "
                       "pg_dump and pg_restore (docs/postgres.md, \"Backup and restore\")",
                       command);
         return KW_CLI_EXIT_FAIL;
     }
-    if (store && (strncmp(store, "sqlite:", 7) != 0 || !store[7])) {
+    if (!loc->db) {
         kw_cli_errorf("the store URL must be sqlite:PATH (or postgres://...)");
-        return KW_CLI_EXIT_FAIL;
-    }
-    int n = store ? snprintf(loc->db, sizeof loc->db, "%s", store + 7)
-                  : snprintf(loc->db, sizeof loc->db, "%s/keyward.db", loc->data_dir);
-    int p = cli->pepper ? snprintf(loc->pepper, sizeof loc->pepper, "%s", "")
-            : pepper    ? snprintf(loc->pepper, sizeof loc->pepper, "%s", pepper)
-                        : snprintf(loc->pepper, sizeof loc->pepper, "%s/pepper", loc->data_dir);
-    if (n < 0 || n >= (int)sizeof loc->db || p < 0 || p >= (int)sizeof loc->pepper) {
-        kw_cli_errorf("the path of the database or of the pepper file is too long");
         return KW_CLI_EXIT_FAIL;
     }
     return KW_CLI_EXIT_OK;

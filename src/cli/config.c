@@ -191,8 +191,7 @@ static const char *lookup(const kw_cli *cli, size_t i, const char **from)
     return cli->file[i];
 }
 
-/* Fills cli->cfg from the settings. Returns 0, or 2 after printing why. */
-static int resolve(kw_cli *cli)
+int kw_cli_resolve(kw_cli *cli)
 {
     const char *from;
     /* Not lookup(): the config file cannot name another config file. */
@@ -248,7 +247,7 @@ const char *kw_cli_setting_value(const kw_cli *cli, kw_cli_setting setting)
 int kw_cli_open(kw_cli *cli, kw_service **svc)
 {
     *svc = NULL;
-    int rc = resolve(cli);
+    int rc = kw_cli_resolve(cli);
     if (rc != KW_CLI_EXIT_OK) {
         drop_pepper(cli);
         return rc;

@@ -30,6 +30,24 @@ void kw_config_defaults(kw_config *cfg)
     cfg->session_absolute_s = 43200;
 }
 
+kw_status kw_config_resolve_paths(const kw_config *cfg, kw_config_paths *paths, kw_error *err)
+{
+    const char *dir = cfg->data_dir ? cfg->data_dir : "";
+    int n = cfg->store_url
+                ? snprintf(paths->store_url, sizeof paths->store_url, "%s", cfg->store_url)
+                : snprintf(paths->store_url, sizeof paths->store_url, "sqlite:%s/keyward.db", dir);
+    int p = cfg->pepper_file
+                ? snprintf(paths->pepper_file, sizeof paths->pepper_file, "%s", cfg->pepper_file)
+            : cfg->pepper
+                ? snprintf(paths->pepper_file, sizeof paths->pepper_file, "%s", "")
+                : snprintf(paths->pepper_file, sizeof paths->pepper_file, "%s/pepper", dir);
+    if (n < 0 || (size_t)n >= sizeof paths->store_url || p < 0 ||
+        (size_t)p >= sizeof paths->pepper_file)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "the path of the database or of the pepper file is too long.");
+    return KW_OK;
+}
+
 int64_t kw_service_now(const kw_service *svc)
 {
     return svc->clock ? svc->clock() : kw_time_now();
@@ -132,29 +150,22 @@ static kw_status check_pepper(kw_service *svc, kw_error *err)
 
 static kw_status open_parts(kw_service *svc, const kw_config *cfg, kw_error *err)
 {
-    char path[PATH_MAX], url[PATH_MAX + 8];
+    kw_config_paths paths;
+    kw_status st = kw_config_resolve_paths(cfg, &paths, err);
     bool need_dir = !cfg->store_url || (!cfg->pepper && !cfg->pepper_file);
-    kw_status st = need_dir ? ensure_data_dir(cfg->data_dir, err) : KW_OK;
+    if (st == KW_OK && need_dir)
+        st = ensure_data_dir(cfg->data_dir, err);
     if (st != KW_OK)
         return st;
 
-    const char *pepper_path = cfg->pepper_file;
-    if (!pepper_path && !cfg->pepper) {
-        snprintf(path, sizeof path, "%s/pepper", cfg->data_dir);
-        pepper_path = path;
-    }
     /* Only the default file is created: a path the operator named must exist,
      * or nodes meant to share a pepper would each invent their own. */
-    st = kw_pepper_load(pepper_path, cfg->pepper, cfg->pepper_file == NULL, &svc->pepper, err);
+    st =
+        kw_pepper_load(paths.pepper_file, cfg->pepper, cfg->pepper_file == NULL, &svc->pepper, err);
     if (st != KW_OK)
         return st;
 
-    const char *store_url = cfg->store_url;
-    if (!store_url) {
-        snprintf(url, sizeof url, "sqlite:%s/keyward.db", cfg->data_dir);
-        store_url = url;
-    }
-    st = kw_store_open(store_url, &svc->store, err);
+    st = kw_store_open(paths.store_url, &svc->store, err);
     if (st == KW_OK)
         st = svc->store->ops->migrate(svc->store, &svc->schema_version, err);
     return st == KW_OK ? check_pepper(svc, err) : st;

@@ -12,6 +12,7 @@
 #ifndef KW_SERVICE_H
 #define KW_SERVICE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,19 @@ typedef struct {
 
 /* Fills *cfg with the defaults above. */
 void kw_config_defaults(kw_config *cfg);
+
+/* Where cfg keeps its data: the paths the NULL defaults above stand for. */
+typedef struct {
+    char store_url[PATH_MAX + 8]; /* cfg->store_url, or "sqlite:<data_dir>/keyward.db" */
+    char pepper_file[PATH_MAX];   /* cfg->pepper_file, or "<data_dir>/pepper"; "" when
+                                     cfg->pepper holds the pepper and no file is named */
+} kw_config_paths;
+
+/*
+ * Fills *paths from cfg. Returns KW_OK, or KW_ERR_INVALID when a path does
+ * not fit in PATH_MAX.
+ */
+kw_status kw_config_resolve_paths(const kw_config *cfg, kw_config_paths *paths, kw_error *err);
 
 /*
  * Opens the store, applies migrations and loads (or creates) the pepper.

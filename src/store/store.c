@@ -18,6 +18,11 @@ static size_t scheme_length(const char *url)
     return letter && url[n] == ':' ? n : 0;
 }
 
+const char *kw_store_sqlite_path(const char *url)
+{
+    return url && strncmp(url, "sqlite:", 7) == 0 && url[7] ? url + 7 : NULL;
+}
+
 /*
  * Error messages name at most the scheme: the rest of a URL may carry a
  * user name and password.
@@ -27,12 +32,11 @@ kw_status kw_store_open(const char *url, kw_store **out, kw_error *err)
     *out = NULL;
     if (!url || !*url)
         return kw_error_set(err, KW_ERR_INVALID, "The store URL is empty.");
-    if (strncmp(url, "sqlite:", 7) == 0) {
-        if (!url[7])
-            return kw_error_set(err, KW_ERR_INVALID,
-                                "The store URL \"sqlite:\" needs a path, as in sqlite:PATH.");
-        return kw_store_sqlite_open(url + 7, out, err);
-    }
+    if (kw_store_sqlite_path(url))
+        return kw_store_sqlite_open(kw_store_sqlite_path(url), out, err);
+    if (strcmp(url, "sqlite:") == 0)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "The store URL \"sqlite:\" needs a path, as in sqlite:PATH.");
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
         return kw_store_postgres_open(url, out, err);
     size_t n = scheme_length(url);

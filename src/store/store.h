@@ -143,6 +143,9 @@ struct kw_store {
  */
 kw_status kw_store_open(const char *url, kw_store **out, kw_error *err);
 
+/* The database path of a "sqlite:PATH" URL; NULL for any other URL or an empty PATH. */
+const char *kw_store_sqlite_path(const char *url);
+
 /* The SQLite backend (store/sqlite.c). */
 kw_status kw_store_sqlite_open(const char *path, kw_store **out, kw_error *err);
 
