@@ -8,13 +8,14 @@
 #   make lint           clang-format check, cppcheck, clang-tidy
 #   make fuzz           libFuzzer + ASan/UBSan on every user-input parser (FUZZ_SECONDS, 60)
 #   make format         apply .clang-format to every C file
+#   make deb            the Debian package keyward_VERSION_ARCH.deb (docs/install.md)
 
 BUILD      ?= build
 BUILD_SAN  ?= build-sanitize
 DATA_DIR   ?= ./var
 LISTEN     ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-plain test-sanitize bench lint fuzz format format-check clean
+.PHONY: all deps build run test test-plain test-sanitize bench lint fuzz format format-check clean deb
 
 all: build
 
@@ -54,6 +55,10 @@ fuzz:
 lint:
 	@scripts/deps.sh test
 	@scripts/lint.sh $(BUILD)
+
+deb:
+	@scripts/deps.sh deb
+	@scripts/deb.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

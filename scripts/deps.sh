@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages keyward needs to build and test.
 #
-# Usage: scripts/deps.sh [--list] [build|test|bench|fuzz]
+# Usage: scripts/deps.sh [--list] [build|test|bench|fuzz|deb]
 #   --list prints the profile's packages on one line and installs nothing.
 #   build  compiler, Meson, Ninja and the libraries keyward links against
 #          (libpq for the PostgreSQL store, libmicrohttpd for the server)
@@ -10,10 +10,14 @@
 #          cppcheck, the PostgreSQL server that scripts/pg.sh starts for
 #          the PostgreSQL test runs, and chromium, nodejs and npm for the
 #          browser tests (tests/browser: npm installs playwright-core, which
-#          drives Debian's chromium)
+#          drives Debian's chromium), and for the package test (tests/deb)
+#          what the deb profile has plus strace (the sandbox check)
 #   bench  build, plus wrk (load generator), nginx (the reference server) and
 #          the PostgreSQL server for the PostgreSQL round
 #   fuzz   build, plus clang and its libFuzzer runtime
+#   deb    build, plus dpkg-dev (dpkg-buildflags, dpkg-shlibdeps, dpkg-deb),
+#          lintian, systemd (systemd-analyze for the unit), man-db (man
+#          --warnings on the man page) and adduser (the package's postinst)
 #
 # Run as root, it installs whatever is missing with apt-get. Run as another
 # user, it installs nothing and prints the exact command to run instead.
@@ -29,11 +33,13 @@ pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-d
 pkgs="$pkgs libmicrohttpd-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm" ;;
+test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm"
+	pkgs="$pkgs dpkg-dev lintian systemd man-db adduser strace" ;;
 bench) pkgs="$pkgs python3 wrk nginx-light postgresql" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
+deb) pkgs="$pkgs dpkg-dev lintian systemd man-db adduser" ;;
 *)
-	echo "usage: scripts/deps.sh [build|test|bench|fuzz]" >&2
+	echo "usage: scripts/deps.sh [--list] [build|test|bench|fuzz|deb]" >&2
 	exit 2
 	;;
 esac

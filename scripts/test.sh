@@ -2,13 +2,16 @@
 # Runs keyward's test suites with meson and prints one summary line.
 #
 # Usage: scripts/test.sh [all|plain|sanitize]
-#   plain     build/ (debugoptimized) and every test: unit, CLI
+#   plain     build/ (debugoptimized) and every test: unit, CLI, ..., the Debian package
 #   sanitize  build-sanitize/ with AddressSanitizer + UndefinedBehaviorSanitizer
 #   all       both, one after the other
 #
 # Each build runs every test on SQLite, then the meson suite "postgres"
 # (the store, service and concurrency tests) again against a throwaway
 # PostgreSQL server from scripts/pg.sh. KEYWARD_TEST_POSTGRES=0 skips that.
+# The suite "deb" (the Debian package, built by scripts/deb.sh in its own
+# release build) runs in the plain run only: a sanitizer build adds nothing
+# to it.
 #
 # The last line counts every test case of every run (TAP "ok"/"not ok"):
 #   tests: N passed, N failed
@@ -16,9 +19,10 @@ set -eu
 cd "$(dirname "$0")/.."
 mode=${1:-all}
 
-run_suite() { # dir, meson setup options...
+run_suite() { # dir, meson test options, meson setup options...
 	dir=$1
-	shift
+	test_opts=$2
+	shift 2
 	# The tests are optional in a build that `make run` configured
 	# (meson_options.txt); here they are required.
 	if [ -f "$dir/build.ninja" ]; then
@@ -28,7 +32,8 @@ run_suite() { # dir, meson setup options...
 	fi
 	ninja -C "$dir"
 	status=0
-	meson test -C "$dir" --print-errorlogs --num-processes 2 || status=$?
+	# shellcheck disable=SC2086 # test_opts holds several words, or none
+	meson test -C "$dir" --print-errorlogs --num-processes 2 $test_opts || status=$?
 	python3 scripts/test-summary.py "$dir/meson-logs/testlog.json" >>"$summary"
 	if [ "${KEYWARD_TEST_POSTGRES:-1}" != 0 ]; then
 		echo "tests: the suite \"postgres\" on PostgreSQL"
@@ -49,14 +54,15 @@ summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 failed=0
 case "$mode" in
-plain | all) run_suite build --buildtype=debugoptimized || failed=1 ;;
+plain | all) run_suite build "" --buildtype=debugoptimized || failed=1 ;;
 esac
 case "$mode" in
 sanitize | all)
 	# halt_on_error makes any UBSan finding fail the test that hit it.
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-	run_suite build-sanitize --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false ||
+	run_suite build-sanitize "--no-suite deb" --buildtype=debug -Db_sanitize=address,undefined \
+		-Db_lundef=false ||
 		failed=1
 	;;
 esac
