@@ -527,11 +527,16 @@ FIRST_RUN = re.compile(
 )
 
 
-def exercise(port, root_key, account):
-    """What a service does: health, metrics, a key created and verified."""
+def exercise(port, root_key, account, password):
+    """What a service does: health, metrics, the console and a sign-in, a key
+    created and verified."""
     eq(request(port, "GET", "/healthz")[0], 200, "GET /healthz")
     eq(request(port, "GET", "/metrics")[0], 200, "GET /metrics")
     eq(request(port, "GET", "/")[0], 200, "GET / (the console)")
+    status, _ = request(port, "POST", "/v1/session",
+                        {"email": "admin@localhost", "password": password},
+                        {"Origin": "http://127.0.0.1:%d" % port})
+    check(status in (200, 201), "console sign-in: %d" % status)
     auth = {"Authorization": "Bearer " + root_key}
     eq(request(port, "GET", "/v1/accounts/" + account, headers=auth)[0], 200, "the root key")
     status, doc = request(port, "POST", "/v1/accounts/%s/keys" % account,
@@ -574,7 +579,7 @@ def test_unit_sandbox_allows_what_serve_uses():
     try:
         m = FIRST_RUN.search(srv.out.decode())
         check(m, "no first run on stdout: %r" % srv.out)
-        exercise(srv.port, m.group(3), m.group(1))
+        exercise(srv.port, m.group(3), m.group(1), m.group(2))
     finally:
         eq(srv.stop(), 0, "serve's exit status after SIGTERM")
     calls, used_families, problems = set(), set(), []
@@ -736,7 +741,7 @@ def test_installed_files_owners_modes():
     eq(stat_of("/var/lib/keyward/keyward.db"), (0o600, "keyward", "keyward"), "the database")
     link = root_path("/etc/systemd/system/multi-user.target.wants/keyward.service")
     eq(os.readlink(link), "/lib/systemd/system/keyward.service", "the unit is enabled")
-    _, out, _ = in_root(["keyward", "--version"])
+    _, out, _ = sh(as_keyward(["keyward", "--version"]))
     eq(out.strip(), "keyward " + S["version"].rsplit("-", 1)[0], "keyward --version")
 
 
@@ -764,7 +769,7 @@ def test_first_run_as_keyward():
         eq(text.count("First run:"), 1, "first-run blocks on stdout")
         eq(text.count(S["root_key"]), 1, "the root key on stdout")
         check(S["root_key"].encode() not in srv.err, "the root key is on stderr")
-        S["api_key"] = exercise(srv.port, S["root_key"], S["account"])
+        S["api_key"] = exercise(srv.port, S["root_key"], S["account"], S["password"])
     finally:
         eq(srv.stop(), 0, "serve's exit status after SIGTERM")
     check(S["root_key"].encode() not in srv.err and S["password"].encode() not in srv.err,
