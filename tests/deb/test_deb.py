@@ -21,156 +21,51 @@ cases are skipped with the reason.
 
 Environment: KEYWARD_SOURCE_DIR (default: two folders up),
 KEYWARD_DEB_BUILD (build folder for scripts/deb.sh, default
-SOURCE/build-deb-test). Standard library only.
+SOURCE/build-deb-test). The tools are in debtools.py beside this file;
+standard library only.
 """
 
-import fcntl
+import gzip
 import hashlib
-import http.client
-import json
 import os
 import re
-import select
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
+
+from debtools import (
+    FIRST_RUN,
+    IS_ROOT,
+    Serve,
+    ThrowawayRoot,
+    case,
+    check,
+    eq,
+    help_commands,
+    man_section,
+    note,
+    request,
+    run_cases,
+    sandbox_problems,
+    sh,
+    tp_tags,
+    traced_pid,
+    unit_values,
+    unroff,
+)
 
 SRC = os.path.abspath(
     os.environ.get("KEYWARD_SOURCE_DIR")
     or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 )
 BUILD = os.environ.get("KEYWARD_DEB_BUILD") or os.path.join(SRC, "build-deb-test")
-IS_ROOT = os.geteuid() == 0
 IN_NS = "KEYWARD_DEB_TMP"  # set in the private mount namespace: the test's folder
 MAX_EXPOSURE = 2.0
 UNIT = "lib/systemd/system/keyward.service"
 CONF = "etc/keyward/keyward.conf"
-DATA = "var/lib/keyward"
-CMD_TIMEOUT = 300
-
-# ---------------------------------------------------------------- TAP ----
-
-
-class Failure(AssertionError):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-class NotRun(Exception):
-    pass
-
-
-def check(cond, msg="check failed"):
-    if not cond:
-        raise Failure(msg)
-
-
-def eq(got, want, what="value"):
-    if got != want:
-        raise Failure("%s: got %r, want %r" % (what, got, want))
-
-
-CASES = []
-
-
-def case(needs_root=False, after=()):
-    """Registers a test case; it is skipped without root when needs_root,
-    and fails at once when a case it comes after failed."""
-
-    def wrap(fn):
-        CASES.append((fn, needs_root, tuple(after)))
-        return fn
-
-    return wrap
-
-
-def note(text):
-    for line in str(text).splitlines():
-        print("# " + line)
-    sys.stdout.flush()
-
-
-def run_cases():
-    print("1..%d" % len(CASES), flush=True)
-    passed = {}
-    failed = 0
-    for i, (fn, needs_root, after) in enumerate(CASES, 1):
-        name = fn.__name__[len("test_"):] if fn.__name__.startswith("test_") else fn.__name__
-        try:
-            if needs_root and not IS_ROOT:
-                raise Skip("needs root (dpkg -i into a throwaway root)")
-            broken = [a.__name__ for a in after if not passed.get(a.__name__)]
-            if broken:
-                raise NotRun("not run: %s failed or was skipped" % ", ".join(broken))
-            fn()
-            passed[fn.__name__] = True
-            print("ok %d - %s" % (i, name), flush=True)
-        except Skip as why:
-            print("ok %d - %s # SKIP %s" % (i, name, why), flush=True)
-        except NotRun as why:
-            failed += 1
-            print("not ok %d - %s" % (i, name))
-            note(why)
-        except Exception:  # a failed check or an unexpected error
-            failed += 1
-            print("not ok %d - %s" % (i, name))
-            note(traceback.format_exc())
-    return 1 if failed else 0
-
-
-# -------------------------------------------------------------- helpers ----
-
-
-def sh(args, timeout=CMD_TIMEOUT, ok=True, **kwargs):
-    """Runs a command; returns (rc, stdout, stderr) as text. ok: insist on exit 0."""
-    proc = subprocess.run(
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        timeout=timeout,
-        **kwargs,
-    )
-    out = proc.stdout.decode("utf-8", "replace")
-    err = proc.stderr.decode("utf-8", "replace")
-    if ok and proc.returncode != 0:
-        raise Failure(
-            "%s: exit %d\nstdout: %s\nstderr: %s" % (" ".join(args), proc.returncode, out, err)
-        )
-    return proc.returncode, out, err
-
-
-def unroff(text):
-    """Roff source to plain text: font escapes dropped, \\- to -, quotes."""
-    text = re.sub(r"\\f[BIRP]|\\f\(..", "", text)
-    return text.replace("\\-", "-").replace("\\(dq", '"').replace("\\(em", "-").replace("\\e", "\\")
-
-
-def man_section(source, title):
-    """The lines of the roff source between `.SH TITLE` and the next `.SH`."""
-    lines, inside = [], False
-    for line in source.splitlines():
-        if line.startswith(".SH"):
-            inside = line[3:].strip().strip('"') == title
-            continue
-        if inside:
-            lines.append(line)
-    check(lines, "the man page has no section %s" % title)
-    return lines
-
-
-def tp_tags(lines):
-    """The tag line of every .TP entry, as plain text."""
-    return [unroff(lines[i + 1]) for i, l in enumerate(lines[:-1]) if l.strip() == ".TP"]
-
 
 S = {}  # what the cases hand on to each other
 
@@ -178,10 +73,12 @@ S = {}  # what the cases hand on to each other
 
 
 def deb_path(version):
+    """The package of that version, built by test_build."""
     return S["debs"][version]
 
 
 def build_deb(version, outdir):
+    """scripts/deb.sh: builds the package (of that version, or the default) into outdir."""
     env = dict(os.environ, KEYWARD_DEB_BUILD=BUILD)
     env.pop("KEYWARD_DEB_LOCKED", None)
     if version:
@@ -265,23 +162,7 @@ def test_lintian():
     check(rc in (0, 2) or not errors, "lintian exit %d: %s" % (rc, err))
 
 
-def help_commands(text):
-    """The command names of `keyward --help`."""
-    names, inside = [], False
-    for line in text.splitlines():
-        if line.strip() == "Commands:":
-            inside = True
-            continue
-        if inside:
-            if not line.startswith("  "):
-                break
-            names.append(re.split(r"\s{2,}", line.strip())[0])
-    return names
-
-
 def man_source():
-    import gzip
-
     with gzip.open(os.path.join(S["x"], "usr/share/man/man1/keyward.1.gz"), "rt",
                    encoding="utf-8") as f:
         return f.read()
@@ -378,24 +259,15 @@ def conf_lines(path):
 def test_config_file_settings():
     path = os.path.join(S["x"], CONF)
     keys = {k for k, _, _ in settings_table() if k}
-    in_file = conf_lines(path)
-    eq(set(in_file), keys, "the settings of keyward.conf")
+    in_file = set(conf_lines(path))
+    check(in_file == keys, "keyward.conf lacks %s and has unknown %s"
+          % (sorted(keys - in_file), sorted(in_file - keys)))
     with open(path, encoding="utf-8") as f:
         text = f.read()
     active = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
     eq(active, [], "settings not commented out")
     for word in ("KEYWARD_PEPPER", "config"):
         check(word in text, "keyward.conf does not explain %s" % word)
-
-
-def unit_values(path, name):
-    values = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            m = re.match(r"^%s=(.*)$" % re.escape(name), line.strip())
-            if m:
-                values.append(m.group(1).strip())
-    return values
 
 
 @case(after=[test_build])
@@ -416,116 +288,6 @@ def test_unit_security_score():
 
 # ---- the sandbox against a real serve session, under strace ----
 
-_GROUPS = {}
-
-
-def syscall_group(name):
-    """The system calls of a systemd group (@name), its subgroups expanded."""
-    if name not in _GROUPS:
-        _, out, _ = sh(["systemd-analyze", "syscall-filter", name])
-        calls = set()
-        for line in out.splitlines()[1:]:
-            word = line.strip()
-            if not word or word.startswith("#"):
-                continue
-            calls |= syscall_group(word) if word.startswith("@") else {word}
-        _GROUPS[name] = calls
-    return _GROUPS[name]
-
-
-def allowed_syscalls(unit):
-    """What the unit's SystemCallFilter= lines allow, in systemd's order."""
-    allowed = None
-    for value in unit_values(unit, "SystemCallFilter"):
-        deny = value.startswith("~")
-        names = value.lstrip("~").split()
-        calls = set()
-        for n in names:
-            calls |= syscall_group(n) if n.startswith("@") else {n}
-        if allowed is None:
-            check(not deny, "the first SystemCallFilter= must be an allow list")
-            allowed = calls
-        elif deny:
-            allowed -= calls
-        else:
-            allowed |= calls
-    check(allowed, "the unit has no SystemCallFilter=")
-    return allowed
-
-
-def request(port, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = dict(headers or {})
-    if data is not None:
-        hdrs["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=hdrs)
-    resp = conn.getresponse()
-    raw = resp.read()
-    conn.close()
-    try:
-        return resp.status, json.loads(raw) if raw else None
-    except ValueError:
-        return resp.status, raw
-
-
-class Serve:
-    """`keyward serve` started by argv (listening on 127.0.0.1:0) in a session
-    of its own. Reads the port from the "listening" event on stderr, and
-    stdout until "keyward is serving". stop() signals the process whose pid
-    main_pid() returns (argv's own process unless told otherwise)."""
-
-    def __init__(self, argv, env=None, main_pid=None):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, start_new_session=True)
-        self.main_pid = main_pid or (lambda: self.proc.pid)
-        self.out, self.err, self.port = b"", b"", None
-        deadline = time.monotonic() + 60
-        while self.port is None or b"keyward is serving at" not in self.out:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.kill()
-                raise Failure("keyward serve did not start: %r %r" % (self.out, self.err[-2000:]))
-            ready, _, _ = select.select([self.proc.stdout, self.proc.stderr], [], [], left)
-            for f in ready:
-                chunk = os.read(f.fileno(), 65536)
-                if f is self.proc.stdout:
-                    self.out += chunk
-                else:
-                    self.err += chunk
-            m = re.search(rb'"event":"listening","detail":"http://[^"]*:(\d+)"', self.err)
-            if m:
-                self.port = int(m.group(1))
-
-    def kill(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = self.proc.communicate()
-        self.out += out
-        self.err += err
-
-    def stop(self):
-        """SIGTERM; returns the exit status; collects the rest of the output."""
-        if self.proc.poll() is None:
-            os.kill(self.main_pid(), signal.SIGTERM)
-        try:
-            out, err = self.proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return "no exit within 60 s of SIGTERM"
-        self.out += out
-        self.err += err
-        return self.proc.returncode
-
-
-FIRST_RUN = re.compile(
-    r"First run: created the account \"Default\" \((acc_\w+)\).*?Password:\s+(\S+).*?"
-    r"Root key:\s+(kw_root_\w+)",
-    re.S,
-)
-
 
 def exercise(port, root_key, account, password):
     """What a service does: health, metrics, the console and a sign-in, a key
@@ -540,7 +302,7 @@ def exercise(port, root_key, account, password):
     auth = {"Authorization": "Bearer " + root_key}
     eq(request(port, "GET", "/v1/accounts/" + account, headers=auth)[0], 200, "the root key")
     status, doc = request(port, "POST", "/v1/accounts/%s/keys" % account,
-                       {"name": "Packaging test", "environment": "production"}, auth)
+                          {"name": "Packaging test", "environment": "production"}, auth)
     eq(status, 201, "POST keys")
     secret = doc["secret"]
     status, doc = request(port, "POST", "/v1/keys/verify", {"key": secret})
@@ -548,20 +310,9 @@ def exercise(port, root_key, account, password):
     return secret
 
 
-def traced_pid(trace):
-    """The pid of keyward under strace: the one that executed it."""
-    with open(trace, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if re.match(r'^\d+\s+execve\("[^"]*/keyward"', line):
-                return int(line.split()[0])
-    raise Failure("no execve of keyward in %s" % trace)
-
-
 @case(after=[test_build])
 def test_unit_sandbox_allows_what_serve_uses():
     unit = os.path.join(S["x"], UNIT)
-    allowed = allowed_syscalls(unit)
-    families = set(" ".join(unit_values(unit, "RestrictAddressFamilies")).split())
     data = os.path.join(S["tmp"], "strace-data")
     trace = os.path.join(S["tmp"], "strace.txt")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
@@ -582,180 +333,69 @@ def test_unit_sandbox_allows_what_serve_uses():
         exercise(srv.port, m.group(3), m.group(1), m.group(2))
     finally:
         eq(srv.stop(), 0, "serve's exit status after SIGTERM")
-    calls, used_families, problems = set(), set(), []
-    with open(trace, encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
-    # From keyward's execve on (what setpriv did before is not the service's).
-    start = [i for i, l in enumerate(lines) if re.match(r'^\d+\s+execve\("[^"]*/keyward"', l)]
-    check(start, "no execve of keyward in the trace")
-    for line in lines[start[0]:]:
-        m = re.match(r"^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)(?:\(| resumed>)", line)
-        if not m:
-            continue
-        call = m.group(1)
-        calls.add(call)
-        if "resumed>" in line:
-            continue  # its arguments are on its "<unfinished ...>" line
-        if call in ("socket", "socketpair"):
-            fam = re.search(r"\((AF_\w+)", line)
-            used_families.add(fam.group(1) if fam else line)
-        if call in ("mmap", "mprotect", "pkey_mprotect"):
-            if "PROT_EXEC" in line and (call != "mmap" or "PROT_WRITE" in line):
-                problems.append("MemoryDenyWriteExecute: " + line)
-        if call in ("open", "openat", "openat2") and "= -1" not in line:
-            path = re.search(r'"([^"]*)"', line)
-            path = path.group(1) if path else ""
-            writing = re.search(r"O_WRONLY|O_RDWR|O_CREAT", line)
-            if writing and not path.startswith(data) and path not in ("/dev/null",):
-                problems.append("ProtectSystem=strict (writes outside the data dir): " + line)
-            if re.match(r"/proc/(?!self/|thread-self/|\d+/)", path):
-                problems.append("ProcSubset=pid: " + line)
-            if re.match(r"/(home|root|run/user)(/|$)", path):
-                problems.append("ProtectHome: " + line)
-            if path.startswith("/dev/") and path not in ("/dev/null", "/dev/zero", "/dev/full",
-                                                         "/dev/random", "/dev/urandom"):
-                problems.append("PrivateDevices: " + line)
+    calls, families, problems = sandbox_problems(trace, unit, data)
     check(len(calls) > 20, "strace saw only %r" % sorted(calls))
-    denied = sorted(calls - allowed)
-    if denied:
-        problems.append("SystemCallFilter= denies: %s" % ", ".join(denied))
-    if used_families - families:
-        problems.append("RestrictAddressFamilies= lacks: %s" % sorted(used_families - families))
-    note("serve used %d system calls, address families %s" % (len(calls), sorted(used_families)))
+    note("serve used %d system calls, address families %s" % (len(calls), sorted(families)))
     check(not problems, "the sandbox would break keyward serve:\n" + "\n".join(problems[:20]))
 
 
 # ------------------------------------------------------ throwaway root ----
 
 
-def root_path(rel):
-    return os.path.join(S["root"], rel.lstrip("/"))
-
-
-def in_root(args, ok=True, timeout=CMD_TIMEOUT):
-    """Runs a command chrooted into the throwaway root, with a clean environment."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
-           "DEBIAN_FRONTEND": "noninteractive"}
-    return sh(["chroot", S["root"]] + args, ok=ok, timeout=timeout, env=env)
-
-
-def as_keyward(args):
-    """argv running args as the keyward user inside the throwaway root (exec, no fork)."""
-    return ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "chroot", S["root"],
-            "setpriv", "--reuid=keyward", "--regid=keyward", "--init-groups"] + args
-
-
-def wait_dpkg_lock(timeout=600):
-    """Takes the host's dpkg locks (waiting for a running apt), so that the
-    copy of its database is consistent; returns the open lock files."""
-    held = []
-    deadline = time.monotonic() + timeout
-    for name in ("lock-frontend", "lock"):
-        f = open(os.path.join("/var/lib/dpkg", name), "a")
-        while True:
-            try:
-                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise Failure("the host's dpkg stayed locked for %d s" % timeout)
-                time.sleep(1)
-        held.append(f)
-    return held
-
-
-def mount_root():
-    """Mounts the overlay of / at TMP/root (this process is in its own mount
-    namespace), with /proc, /dev, /sys and an empty /run."""
-    tmp = S["tmp"]
-    up, work, root = (os.path.join(tmp, d) for d in ("up", "work", "root"))
-    for d in (up, work, root):
-        os.makedirs(d)
-    # The dpkg database as it is now, copied under the host's lock into an
-    # opaque folder of the upper layer: a later apt run on the host cannot
-    # change it under the test.
-    locks = wait_dpkg_lock()
-    try:
-        os.makedirs(os.path.join(up, "var/lib"))
-        sh(["cp", "-a", "/var/lib/dpkg", os.path.join(up, "var/lib/dpkg")])
-        os.setxattr(os.path.join(up, "var/lib/dpkg"), "trusted.overlay.opaque", b"y")
-    finally:
-        for f in locks:
-            f.close()
-    sh(["mount", "--make-rprivate", "/"])
-    sh(["mount", "-t", "overlay", "overlay", "-o",
-        "lowerdir=/,upperdir=%s,workdir=%s" % (up, work), root])
-    for d in ("proc", "dev", "sys"):
-        sh(["mount", "--rbind", "/" + d, os.path.join(root, d)])
-    sh(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", os.path.join(root, "run")])
-    S["root"], S["up"] = root, up
+R = None  # the ThrowawayRoot
 
 
 @case(needs_root=True, after=[test_build])
 def test_install():
-    mount_root()
+    global R  # pylint: disable=global-statement
+    R = ThrowawayRoot(S["tmp"])
+    R.mount()
     # Start clean even if the host has keyward installed or used.
-    if in_root(["dpkg-query", "-W", "-f=${Status}", "keyward"], ok=False)[1].startswith("install"):
-        in_root(["dpkg", "--purge", "keyward"])
+    if R.run(["dpkg-query", "-W", "-f=${Status}", "keyward"], ok=False)[1].startswith("install"):
+        R.run(["dpkg", "--purge", "keyward"])
     for d in ("/var/lib/keyward", "/etc/keyward"):
-        shutil.rmtree(root_path(d), ignore_errors=True)
-    if in_root(["getent", "passwd", "keyward"], ok=False)[0] == 0:
-        in_root(["deluser", "--system", "keyward"])
-    shutil.copy(deb_path(S["version"]), root_path("/keyward.deb"))
-    _, out, err = in_root(["dpkg", "-i", "/keyward.deb"])
+        shutil.rmtree(R.path(d), ignore_errors=True)
+    if R.run(["getent", "passwd", "keyward"], ok=False)[0] == 0:
+        R.run(["deluser", "--system", "keyward"])
+    shutil.copy(deb_path(S["version"]), R.path("/keyward.deb"))
+    _, out, err = R.run(["dpkg", "-i", "/keyward.deb"])
     note("dpkg -i: " + (out + err).strip().replace("\n", "\n  "))
-    check(os.path.isdir(root_path("/run")) and not os.path.exists(root_path("/run/systemd/system")),
+    check(os.path.isdir(R.path("/run")) and not os.path.exists(R.path("/run/systemd/system")),
           "systemd is PID 1 in the throwaway root?")
-    S["install_output"] = out + err
     check("journalctl -u keyward" in out + err, "no hint where the first-run output goes")
-
-
-def stat_of(rel):
-    st = os.lstat(root_path(rel))
-    return (stat.S_IMODE(st.st_mode), owner_name(st.st_uid, False), owner_name(st.st_gid, True))
-
-
-def owner_name(num, group):
-    """The user or group name of num in the throwaway root's /etc."""
-    with open(root_path("/etc/group" if group else "/etc/passwd"), encoding="utf-8") as f:
-        for line in f:
-            parts = line.split(":")
-            if int(parts[2]) == num:
-                return parts[0]
-    return str(num)
 
 
 @case(needs_root=True, after=[test_install])
 def test_installed_files_owners_modes():
-    eq(stat_of("/usr/bin/keyward"), (0o755, "root", "root"), "/usr/bin/keyward")
-    eq(stat_of("/etc/keyward/keyward.conf"), (0o644, "root", "root"), "keyward.conf")
-    eq(stat_of("/lib/systemd/system/keyward.service"), (0o644, "root", "root"), "the unit")
-    _, conffiles, _ = in_root(["dpkg-query", "-W", "-f=${Conffiles}", "keyward"])
+    eq(R.stat("/usr/bin/keyward"), (0o755, "root", "root"), "/usr/bin/keyward")
+    eq(R.stat("/etc/keyward/keyward.conf"), (0o644, "root", "root"), "keyward.conf")
+    eq(R.stat("/lib/systemd/system/keyward.service"), (0o644, "root", "root"), "the unit")
+    _, conffiles, _ = R.run(["dpkg-query", "-W", "-f=${Conffiles}", "keyward"])
     check("/etc/keyward/keyward.conf" in conffiles, "not a conffile: %r" % conffiles)
-    _, entry, _ = in_root(["getent", "passwd", "keyward"])
-    name, _, uid, _gid, _gecos, home, shell = entry.strip().split(":")
+    _, entry, _ = R.run(["getent", "passwd", "keyward"])
+    _name, _, uid, _gid, _gecos, home, shell = entry.strip().split(":")
     check(int(uid) < 1000, "keyward is not a system user (uid %s)" % uid)
     eq((home, shell), ("/var/lib/keyward", "/usr/sbin/nologin"), "keyward's home and shell")
-    eq(stat_of("/var/lib/keyward"), (0o700, "keyward", "keyward"), "/var/lib/keyward")
-    eq(stat_of("/var/lib/keyward/pepper"), (0o600, "keyward", "keyward"), "the pepper")
-    eq(stat_of("/var/lib/keyward/keyward.db"), (0o600, "keyward", "keyward"), "the database")
-    link = root_path("/etc/systemd/system/multi-user.target.wants/keyward.service")
+    eq(R.stat("/var/lib/keyward"), (0o700, "keyward", "keyward"), "/var/lib/keyward")
+    eq(R.stat("/var/lib/keyward/pepper"), (0o600, "keyward", "keyward"), "the pepper")
+    eq(R.stat("/var/lib/keyward/keyward.db"), (0o600, "keyward", "keyward"), "the database")
+    link = R.path("/etc/systemd/system/multi-user.target.wants/keyward.service")
     eq(os.readlink(link), "/lib/systemd/system/keyward.service", "the unit is enabled")
-    _, out, _ = sh(as_keyward(["keyward", "--version"]))
+    _, out, _ = sh(R.as_user("keyward", ["keyward", "--version"]))
     eq(out.strip(), "keyward " + S["version"].rsplit("-", 1)[0], "keyward --version")
 
 
 @case(needs_root=True, after=[test_install])
 def test_unit_verify_in_root():
-    rc, out, err = in_root(["systemd-analyze", "verify", "/lib/systemd/system/keyward.service"],
-                           ok=False)
+    rc, out, err = R.run(["systemd-analyze", "verify", "/" + UNIT], ok=False)
     eq((rc, (out + err).strip()), (0, ""), "systemd-analyze verify")
 
 
-def serve_in_root(extra=()):
-    return Serve(as_keyward(["/usr/bin/keyward", "--config", "/etc/keyward/keyward.conf",
-                             "--data-dir", "/var/lib/keyward", "serve", "--listen",
-                             "127.0.0.1:0"] + list(extra)))
+def serve_in_root():
+    """`keyward serve` as the unit runs it, as the keyward user, on a free port."""
+    return Serve(R.as_user("keyward", [
+        "/usr/bin/keyward", "--config", "/etc/keyward/keyward.conf", "--data-dir",
+        "/var/lib/keyward", "serve", "--listen", "127.0.0.1:0"]))
 
 
 @case(needs_root=True, after=[test_install])
@@ -788,14 +428,14 @@ def test_first_run_as_keyward():
 def test_no_secret_in_any_file():
     # The search must find what it looks for: a canary among the files.
     canary = "kw_canary_" + os.urandom(12).hex()
-    os.makedirs(os.path.join(S["up"], "tmp"), exist_ok=True)
-    with open(os.path.join(S["up"], "tmp", "keyward-canary"), "w", encoding="utf-8") as f:
+    os.makedirs(os.path.join(R.up, "tmp"), exist_ok=True)
+    with open(os.path.join(R.up, "tmp", "keyward-canary"), "w", encoding="utf-8") as f:
         f.write("x" * 5000 + canary)
     secrets = {"canary": canary, "root key": S["root_key"], "password": S["password"],
                "API key": S["api_key"]}
     found = {name: [] for name in secrets}
     scanned = 0
-    for dirpath, dirnames, filenames in os.walk(S["up"]):
+    for dirpath, _dirnames, filenames in os.walk(R.up):
         for name in filenames:
             path = os.path.join(dirpath, name)
             if not stat.S_ISREG(os.lstat(path).st_mode):
@@ -805,8 +445,8 @@ def test_no_secret_in_any_file():
             scanned += 1
             for what, secret in secrets.items():
                 if secret.encode() in data:
-                    found[what].append(os.path.relpath(path, S["up"]))
-    os.unlink(os.path.join(S["up"], "tmp", "keyward-canary"))
+                    found[what].append(os.path.relpath(path, R.up))
+    os.unlink(os.path.join(R.up, "tmp", "keyward-canary"))
     note("searched %d files of the overlay's upper layer" % scanned)
     eq(found["canary"], ["tmp/keyward-canary"], "where the canary was found")
     for what in ("root key", "password", "API key"):
@@ -817,15 +457,15 @@ def test_no_secret_in_any_file():
 def test_config_file_uncommented_is_accepted():
     # Every line of the shipped file, uncommented: every key is one keyward
     # knows and every value one it accepts (serve checks its own on start).
-    with open(root_path("/" + CONF), encoding="utf-8") as f:
+    with open(R.path(CONF), encoding="utf-8") as f:
         lines = [re.sub(r"^#([a-z][a-z0-9_]* = )", r"\1", l) for l in f]
     path = "/etc/keyward/uncommented.conf"
-    with open(root_path(path), "w", encoding="utf-8") as f:
+    with open(R.path(path), "w", encoding="utf-8") as f:
         f.writelines(lines)
-    os.chmod(root_path(path), 0o644)
+    os.chmod(R.path(path), 0o644)
     try:
-        srv = Serve(as_keyward(["/usr/bin/keyward", "--config", path, "serve",
-                                "--listen", "127.0.0.1:0"]))
+        srv = Serve(R.as_user("keyward", ["/usr/bin/keyward", "--config", path, "serve",
+                                          "--listen", "127.0.0.1:0"]))
         try:
             eq(request(srv.port, "GET", "/healthz")[0], 200, "GET /healthz")
             auth = {"Authorization": "Bearer " + S["root_key"]}
@@ -834,23 +474,24 @@ def test_config_file_uncommented_is_accepted():
         finally:
             eq(srv.stop(), 0, "serve's exit status")
     finally:
-        os.unlink(root_path(path))
+        os.unlink(R.path(path))
 
 
 def digest(rel):
-    with open(root_path(rel), "rb") as f:
+    """SHA-256 of a file of the throwaway root."""
+    with open(R.path(rel), "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
 @case(needs_root=True, after=[test_first_run_as_keyward])
 def test_upgrade_keeps_data_and_pepper():
     pepper = digest("/var/lib/keyward/pepper")
-    shutil.copy(deb_path(S["upgrade"]), root_path("/keyward-upgrade.deb"))
-    in_root(["dpkg", "-i", "/keyward-upgrade.deb"])
-    eq(in_root(["dpkg-query", "-W", "-f=${Version}", "keyward"])[1], S["upgrade"], "version")
+    shutil.copy(deb_path(S["upgrade"]), R.path("/keyward-upgrade.deb"))
+    R.run(["dpkg", "-i", "/keyward-upgrade.deb"])
+    eq(R.run(["dpkg-query", "-W", "-f=${Version}", "keyward"])[1], S["upgrade"], "version")
     eq(digest("/var/lib/keyward/pepper"), pepper, "the pepper after the upgrade")
-    eq(stat_of("/var/lib/keyward/pepper"), (0o600, "keyward", "keyward"), "the pepper")
-    eq(stat_of("/var/lib/keyward"), (0o700, "keyward", "keyward"), "/var/lib/keyward")
+    eq(R.stat("/var/lib/keyward/pepper"), (0o600, "keyward", "keyward"), "the pepper")
+    eq(R.stat("/var/lib/keyward"), (0o700, "keyward", "keyward"), "/var/lib/keyward")
     srv = serve_in_root()
     try:
         check(b"First run" not in srv.out, "a first run after the upgrade: %r" % srv.out)
@@ -869,26 +510,26 @@ def test_upgrade_keeps_data_and_pepper():
 
 @case(needs_root=True, after=[test_upgrade_keeps_data_and_pepper])
 def test_remove_keeps_config_and_data():
-    in_root(["dpkg", "--remove", "keyward"])
-    check(not os.path.exists(root_path("/usr/bin/keyward")), "/usr/bin/keyward is still there")
-    check(os.path.isfile(root_path("/" + CONF)), "remove deleted the config file")
+    R.run(["dpkg", "--remove", "keyward"])
+    check(not os.path.exists(R.path("/usr/bin/keyward")), "/usr/bin/keyward is still there")
+    check(os.path.isfile(R.path(CONF)), "remove deleted the config file")
     eq(digest("/var/lib/keyward/pepper"), S["pepper"], "the pepper after remove")
-    status = in_root(["dpkg-query", "-W", "-f=${Status}", "keyward"])[1]
+    status = R.run(["dpkg-query", "-W", "-f=${Status}", "keyward"])[1]
     eq(status, "deinstall ok config-files", "dpkg status")
 
 
 @case(needs_root=True, after=[test_remove_keeps_config_and_data])
 def test_purge_keeps_data_removes_config():
-    _, out, err = in_root(["dpkg", "--purge", "keyward"])
+    _, out, err = R.run(["dpkg", "--purge", "keyward"])
     notes = [l for l in (out + err).splitlines() if l.startswith("keyward: kept /var/lib/keyward")]
     eq(len(notes), 1, "the purge note about the kept data (output: %r)" % (out + err))
-    check(not os.path.exists(root_path("/etc/keyward")), "/etc/keyward survived the purge")
+    check(not os.path.exists(R.path("/etc/keyward")), "/etc/keyward survived the purge")
     check(not os.path.lexists(
-        root_path("/etc/systemd/system/multi-user.target.wants/keyward.service")),
+        R.path("/etc/systemd/system/multi-user.target.wants/keyward.service")),
         "the unit is still enabled")
     eq(digest("/var/lib/keyward/pepper"), S["pepper"], "the pepper after purge")
-    check(os.path.isfile(root_path("/var/lib/keyward/keyward.db")), "the database is gone")
-    rc, status, _ = in_root(["dpkg-query", "-W", "-f=${Status}", "keyward"], ok=False)
+    check(os.path.isfile(R.path("/var/lib/keyward/keyward.db")), "the database is gone")
+    rc, status, _ = R.run(["dpkg-query", "-W", "-f=${Status}", "keyward"], ok=False)
     check(rc != 0 or "not-installed" in status, "still known to dpkg: %r" % status)
 
 
