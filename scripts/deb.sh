@@ -6,7 +6,8 @@
 # file, copyright, changelog); docs/install.md says what the package does.
 #
 # Usage: scripts/deb.sh [OUTDIR]     (default: the repository root)
-#   KEYWARD_DEB_BUILD    the build folder (default build-deb): a release build
+#   KEYWARD_DEB_BUILD    the build folder (default build-deb; relative to the
+#                        repository root): a release build
 #                        with Debian's hardening flags, tests disabled,
 #                        --prefix=/usr, staged with `meson install --destdir`
 #   KEYWARD_DEB_VERSION  the package version; default: that of
@@ -16,15 +17,17 @@
 #
 # Progress goes to stderr; stdout is the path of the package.
 set -eu
-cd "$(dirname "$0")/.."
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+top=$(dirname "$(dirname "$self")")
+out=$(mkdir -p "${1:-$top}" && cd "${1:-$top}" && pwd)
+cd "$top"
 build=${KEYWARD_DEB_BUILD:-build-deb}
-out=${1:-.}
 pkg=packaging/debian
 
 # One run per build folder at a time: two test runs may share it.
 if [ -z "${KEYWARD_DEB_LOCKED:-}" ]; then
 	mkdir -p "$build"
-	KEYWARD_DEB_LOCKED=1 exec flock "$build" "$0" "$@"
+	KEYWARD_DEB_LOCKED=1 exec flock "$build" "$self" "$out"
 fi
 
 umask 022
@@ -111,7 +114,6 @@ SOURCE_DATE_EPOCH=$(date -d "$date" +%s)
 export SOURCE_DATE_EPOCH
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
-mkdir -p "$out"
 deb=$out/keyward_${version}_$arch.deb
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
 echo "$deb"
