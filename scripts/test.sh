@@ -14,7 +14,7 @@
 # to it.
 #
 # The last line counts every test case of every run (TAP "ok"/"not ok"):
-#   tests: N passed, N failed
+#   tests: N passed, N failed[, N skipped]
 set -eu
 cd "$(dirname "$0")/.."
 mode=${1:-all}
@@ -44,7 +44,7 @@ run_suite() { # dir, meson test options, meson setup options...
 			python3 scripts/test-summary.py "$dir/meson-logs/pglog.json" >>"$summary"
 			rm -f "$dir/meson-logs/pglog.json"
 		else
-			echo "0 1" >>"$summary"
+			echo "0 1 0" >>"$summary"
 		fi
 	fi
 	return $status
@@ -74,6 +74,7 @@ plain | sanitize | all) ;;
 	;;
 esac
 
-awk '{p += $1; f += $2} END {printf "tests: %d passed, %d failed\n", p, f}' "$summary"
+awk '{p += $1; f += $2; s += $3}
+	END {printf "tests: %d passed, %d failed%s\n", p, f, s ? sprintf(", %d skipped", s) : ""}' "$summary"
 awk '{f += $2} END {exit f > 0}' "$summary" || failed=1
 exit $failed
