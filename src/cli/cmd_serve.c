@@ -189,7 +189,9 @@ int kw_cli_serve(kw_cli *cli, int argc, char **argv)
     if (rc == KW_CLI_EXIT_OK) {
         kw_http_ready(srv);
         if (!cli->json)
-            printf("keyward is serving at %s (stop it with Ctrl-C)\n", console);
+            /* Ctrl-C means something only on a terminal, not under systemd. */
+            printf("keyward is serving at %s%s\n", console,
+                   isatty(STDIN_FILENO) ? " (stop it with Ctrl-C)" : "");
         fflush(stdout);
         int sig = 0;
         sigwait(&stop, &sig);
