@@ -289,6 +289,21 @@ typedef struct {
     char allow[64];
 } request_state;
 
+/*
+ * Accept policy: once stopping, a new connection is closed at once, so a
+ * load balancer retries it on another node instead of waiting in this
+ * one's backlog. (MHD_quiesce_daemon would leave it there, and with a
+ * thread pool on epoll it races the workers removing the listening socket
+ * from their epoll sets: libmicrohttpd 0.9.75 aborts when it loses.)
+ */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    const kw_http_server *srv = cls;
+    return atomic_load(&srv->draining) ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -443,7 +458,7 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     /* Room for the request line and headers, plus the buffer body chunks are read into. */
     size_t memory = o->max_header_bytes * 2 + 16384;
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        flags, 0, on_accept, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, srv->opt.threads,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -491,15 +506,12 @@ void kw_http_stop(kw_http_server *srv)
         return;
     atomic_store(&srv->draining, true);
     kw_http_event(srv, "stopping", "finishing requests in flight");
-    MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
     uint64_t deadline = now_ns() + (uint64_t)srv->opt.shutdown_grace_s * 1000000000u;
     while (atomic_load(&srv->in_flight) > 0 && now_ns() < deadline) {
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
     MHD_stop_daemon(srv->daemon);
-    if (listener != MHD_INVALID_SOCKET)
-        close(listener);
     kw_accesslog_free(srv->log);
     srv->log = NULL;
     kw_http_event(srv, "stopped", "all connections closed");

@@ -1232,6 +1232,15 @@ def test_graceful_stop_finishes_request_in_flight():
         check(got.startswith(b"HTTP/1.1 100"), "no 100 Continue: %r" % got[:40])
         s.proc.send_signal(signal.SIGTERM)
         wait_for_log(s, b'"event":"stopping"')
+        # While it drains, a new connection is closed at once, unanswered, so a
+        # load balancer retries it elsewhere instead of waiting in the backlog.
+        late = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        try:
+            late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        except OSError:
+            pass  # already closed
+        check(_closed_by_server(late, 5), "a connection made while stopping was kept waiting")
+        late.close()
         sock.sendall(body)
         resp = http.client.HTTPResponse(sock)
         resp.begin()
