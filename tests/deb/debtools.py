@@ -16,14 +16,14 @@ import sys
 import time
 import traceback
 
+# The checks every black-box test uses, from tests/lib.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from kwtest import Failure, check, eq  # noqa: E402,F401 (test_deb.py takes them from here)
+
 CMD_TIMEOUT = 300
 IS_ROOT = os.geteuid() == 0
 
 # ---------------------------------------------------------------- TAP ----
-
-
-class Failure(AssertionError):
-    pass
 
 
 class Skip(Exception):
@@ -32,16 +32,6 @@ class Skip(Exception):
 
 class NotRun(Exception):
     pass
-
-
-def check(cond, msg="check failed"):
-    if not cond:
-        raise Failure(msg)
-
-
-def eq(got, want, what="value"):
-    if got != want:
-        raise Failure("%s: got %r, want %r" % (what, got, want))
 
 
 CASES = []
