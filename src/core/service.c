@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -148,6 +149,20 @@ static kw_status check_pepper(kw_service *svc, kw_error *err)
     return KW_OK;
 }
 
+/* *empty: the store holds no account and no root key, so nothing hashed with a pepper. */
+static kw_status store_is_empty(kw_store *store, bool *empty, kw_error *err)
+{
+    kw_account_list accounts = {0};
+    kw_root_key_list root_keys = {0};
+    kw_status st = store->ops->account_list(store, &accounts);
+    if (st == KW_OK)
+        st = store->ops->root_key_list(store, &root_keys);
+    *empty = accounts.count == 0 && root_keys.count == 0;
+    kw_account_list_free(&accounts);
+    kw_root_key_list_free(&root_keys);
+    return st == KW_OK ? KW_OK : kw_service_store_error(st, "reading the store", err);
+}
+
 static kw_status open_parts(kw_service *svc, const kw_config *cfg, kw_error *err)
 {
     kw_config_paths paths;
@@ -158,16 +173,31 @@ static kw_status open_parts(kw_service *svc, const kw_config *cfg, kw_error *err
     if (st != KW_OK)
         return st;
 
-    /* Only the default file is created: a path the operator named must exist,
-     * or nodes meant to share a pepper would each invent their own. */
-    st =
-        kw_pepper_load(paths.pepper_file, cfg->pepper, cfg->pepper_file == NULL, &svc->pepper, err);
-    if (st != KW_OK)
-        return st;
-
     st = kw_store_open(paths.store_url, &svc->store, err);
     if (st == KW_OK)
         st = svc->store->ops->migrate(svc->store, &svc->schema_version, err);
+    if (st != KW_OK)
+        return st;
+
+    /* Only the default file is created, and only for a store that holds
+     * nothing hashed yet: a path the operator named must exist, or nodes
+     * meant to share a pepper would each invent their own; and beside a
+     * restored or copied database a new pepper would verify no key. */
+    bool create = cfg->pepper_file == NULL && !cfg->pepper;
+    if (create && access(paths.pepper_file, F_OK) != 0 && errno == ENOENT) {
+        bool empty;
+        st = store_is_empty(svc->store, &empty, err);
+        if (st != KW_OK)
+            return st;
+        if (!empty)
+            return kw_error_set(err, KW_ERR_INVALID,
+                                "the pepper file %s is missing, and the database already holds "
+                                "keys hashed with a pepper; put back the pepper file it was made "
+                                "with (after a restore: the one its backup was made with). A new "
+                                "pepper is created only for an empty database.",
+                                paths.pepper_file);
+    }
+    st = kw_pepper_load(paths.pepper_file, cfg->pepper, create, &svc->pepper, err);
     return st == KW_OK ? check_pepper(svc, err) : st;
 }
 

@@ -462,6 +462,28 @@ def test_restore_with_a_wrong_pepper_verifies_nothing():
     check(PEPPER_B[2:] not in err, "the pepper was printed")
 
 
+def test_restored_database_without_its_pepper_gets_no_new_one():
+    secret = make_store()
+    ok_run(["backup", "b.db"])
+    d = new_data_dir("nopepper")
+    ok_run(["restore", "b.db"], env={"KEYWARD_DATA_DIR": d})
+    # Any command, serve included, refuses rather than invent a pepper that
+    # would verify no restored key (and have to be found and removed).
+    for args in (["account", "list"], ["serve", "--listen", "127.0.0.1:0"]):
+        rc, _, err = run(args, env={"KEYWARD_DATA_DIR": d})
+        eq(rc, 1, "keyward %s without the pepper: %s" % (args[0], err))
+        check("the pepper file %s/pepper is missing, and the database already holds keys" % d
+              in err, "message %r" % err)
+        eq(listing(d), ["keyward.db"], "data dir after keyward %s" % args[0])
+    shutil.copyfile(os.path.join(data_dir(), "pepper"), os.path.join(d, "pepper"))
+    os.chmod(os.path.join(d, "pepper"), 0o600)
+    eq(verify_code(secret, d)[:2], (0, "VALID"), "once the pepper is back")
+    # An empty data dir still gets its pepper on first use.
+    fresh = new_data_dir("fresh")
+    ok_run(["account", "list"], env={"KEYWARD_DATA_DIR": fresh})
+    check("pepper" in listing(fresh), "no pepper created for an empty database")
+
+
 def test_config_file_names_the_database():
     secret = make_store()
     with open(os.path.join(tmpdir(), "keyward.conf"), "w") as f:

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -471,6 +472,23 @@ static void test_exposed_pepper_file_refuses_to_start(void **state)
     chmod(path, 0600);
 }
 
+static void test_missing_pepper_beside_data_is_not_recreated(void **state)
+{
+    fixture *f = *state; /* its store holds an account */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/pepper", f->dir);
+    assert_int_equal(unlink(path), 0);
+    kw_config cfg;
+    tu_config(&cfg, f->dir);
+    kw_service *svc = NULL;
+    kw_error err;
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_ERR_INVALID);
+    assert_null(svc);
+    assert_non_null(strstr(err.message, "is missing, and the database already holds keys"));
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0); /* no new pepper invented */
+}
+
 static void test_bad_config_is_refused(void **state)
 {
     (void)state;
@@ -512,6 +530,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_pepper_rotation_keeps_old_keys),
         cmocka_unit_test_setup_teardown(test_exposed_pepper_file_refuses_to_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_pepper_beside_data_is_not_recreated, setup,
+                                        teardown),
         cmocka_unit_test(test_bad_config_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
