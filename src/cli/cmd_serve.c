@@ -40,6 +40,8 @@ static int options(const kw_cli *cli, kw_http_options *o)
         {KW_CLI_MAX_CONNECTIONS, &o->max_connections, NULL},
         {KW_CLI_MAX_CONNECTIONS_PER_IP, &o->max_connections_per_ip, NULL},
         {KW_CLI_IDLE_TIMEOUT, &o->idle_timeout_s, NULL},
+        {KW_CLI_REQUEST_HEAD_TIMEOUT, &o->request_head_timeout_s, NULL},
+        {KW_CLI_WAITING_PER_IP, &o->waiting_per_ip, NULL},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         v = kw_cli_setting_value(cli, ints[i].setting);
@@ -154,6 +156,7 @@ int kw_cli_serve(kw_cli *cli, int argc, char **argv)
                 "Port 0 picks a free port. One JSON access-log line per request goes to\n"
                 "stderr. Limits: max_body_bytes (16384), max_header_bytes (8192),\n"
                 "max_connections (4096), max_connections_per_ip (256), idle_timeout_s (30),\n"
+                "request_head_timeout_s (10), waiting_connections_per_ip (16),\n"
                 "access_log (stderr|off). Console: public_url (its origin), secure_cookies\n"
                 "(on|off), session_idle_s (1800), session_absolute_s (43200). All as config\n"
                 "keys or KEYWARD_* variables.",

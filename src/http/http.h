@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/service.h"
 #include "core/status.h"
@@ -25,6 +26,10 @@ typedef struct {
     unsigned max_connections;           /* 4096 in all */
     unsigned max_connections_per_ip;    /* 256 per client address */
     unsigned idle_timeout_s;            /* 30: idle connections are closed */
+    unsigned request_head_timeout_s;    /* 10: each request must arrive whole within this long
+                                           of accept or of the previous answer */
+    unsigned waiting_per_ip;            /* 8: connections per client (IPv4 address or IPv6
+                                           /64) that have not sent a whole first head */
     unsigned shutdown_grace_s;          /* 10: how long kw_http_stop waits for requests */
     int access_log_fd;                  /* one JSON line per request; -1: off */
     bool secure_cookies;                /* mark the session cookie Secure (behind TLS) */
@@ -55,6 +60,13 @@ uint16_t kw_http_port(const kw_http_server *srv);
 
 /* "http://127.0.0.1:8080": the address clients reach this server at. */
 const char *kw_http_url(const kw_http_server *srv);
+
+/*
+ * Serves an already connected socket (taken) as if it had been accepted
+ * from addr: tests and fuzzing feed raw bytes through socketpairs this way.
+ */
+void kw_http_add_connection(kw_http_server *srv, int fd, const struct sockaddr *addr,
+                            socklen_t len);
 
 /*
  * Graceful stop: stops accepting connections, lets requests in flight

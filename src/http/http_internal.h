@@ -73,6 +73,9 @@ struct kw_http_server {
     struct kw_accesslog *log; /* NULL: access log off */
     struct kw_ratelimit *signin_by_email;
     struct kw_ratelimit *signin_by_addr;
+    struct kw_gate *gate;
+    struct kw_conntrack *conns;
+    struct kw_http_noise *noise; /* rate-limits log lines about refused connections */
     char url[128];
     uint16_t port;
     atomic_int in_flight;
@@ -83,8 +86,13 @@ struct kw_http_req {
     struct MHD_Connection *conn;
     kw_http_server *srv;
     const char *method;
-    size_t route; /* index into the table, or kw_http_route_count() */
-    char *path;   /* a copy, split by kw_http_route_match */
+    const char *raw_target; /* the request target as it arrived, query included */
+    size_t raw_target_len;  /* its length up to the first NUL, if any */
+    bool target_ok;         /* the target was of visible ASCII, as it arrived */
+    bool begun;             /* the head has been checked */
+    bool close_connection;  /* answer with Connection: close */
+    size_t route;           /* index into the table, or kw_http_route_count() */
+    char *path;             /* a copy, split by kw_http_route_match */
     const char *param[KW_HTTP_MAX_PARAMS];
     char *body; /* wiped when freed: it may hold a key */
     size_t body_len;
@@ -104,6 +112,8 @@ const char *kw_http_header(const kw_http_req *req, const char *name);
 
 /* Replies with doc (stolen) as JSON. The text is wiped when sent: it may hold a secret. */
 void kw_http_reply_json(kw_http_req *req, unsigned status, json_t *doc);
+/* The error code of an HTTP status ("invalid_request" for 400). */
+const char *kw_http_error_code(unsigned status);
 /* Replies {"error": {"code", "message"}} with the code of the HTTP status. */
 void kw_http_reply_error(kw_http_req *req, unsigned status, const char *message);
 /* Replies with the HTTP status and message of a service failure. */

@@ -14,14 +14,26 @@ static const struct {
     unsigned status;
     const char *code;
 } error_codes[] = {
-    {400, "invalid_request"},   {401, "unauthorized"},       {403, "forbidden"},
-    {404, "not_found"},         {405, "method_not_allowed"}, {409, "key_limit_reached"},
-    {413, "payload_too_large"}, {414, "uri_too_long"},       {415, "unsupported_media_type"},
-    {429, "rate_limited"},      {431, "headers_too_large"},  {500, "internal"},
+    {400, "invalid_request"},
+    {401, "unauthorized"},
+    {403, "forbidden"},
+    {404, "not_found"},
+    {405, "method_not_allowed"},
+    {409, "key_limit_reached"},
+    {413, "payload_too_large"},
+    {414, "uri_too_long"},
+    {415, "unsupported_media_type"},
+    {429, "rate_limited"},
+    {431, "headers_too_large"},
+    {500, "internal"},
     {503, "unavailable"},
+    {408, "request_timeout"},
+    {411, "length_required"},
+    {501, "not_implemented"},
+    {505, "http_version_not_supported"},
 };
 
-static const char *error_code(unsigned status)
+const char *kw_http_error_code(unsigned status)
 {
     for (size_t i = 0; i < sizeof error_codes / sizeof error_codes[0]; i++)
         if (error_codes[i].status == status)
@@ -84,8 +96,8 @@ void kw_http_reply_json(kw_http_req *req, unsigned status, json_t *doc)
 
 void kw_http_reply_error(kw_http_req *req, unsigned status, const char *message)
 {
-    json_t *doc =
-        json_pack("{s:{s:s, s:s}}", "error", "code", error_code(status), "message", message);
+    json_t *doc = json_pack("{s:{s:s, s:s}}", "error", "code", kw_http_error_code(status),
+                            "message", message);
     reply_text(req, status, doc);
 }
 
@@ -93,7 +105,7 @@ void kw_http_reply_failure(kw_http_req *req, const kw_error *err)
 {
     unsigned status = http_status(err->status);
     const char *code =
-        err->status == KW_ERR_CONFLICT ? kw_status_code(err->status) : error_code(status);
+        err->status == KW_ERR_CONFLICT ? kw_status_code(err->status) : kw_http_error_code(status);
     const char *message = err->message[0] ? err->message : kw_status_text(err->status);
     json_t *doc = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
     reply_text(req, status, doc);

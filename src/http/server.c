@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,12 @@
 #include <sodium.h>
 
 #include "core/json.h"
-#include "http/accesslog.h"
-#include "http/ratelimit.h"
 #include "core/timefmt.h"
+#include "http/accesslog.h"
+#include "http/conntrack.h"
+#include "http/framing.h"
+#include "http/gate.h"
+#include "http/ratelimit.h"
 
 #define NO_ROUTE kw_http_route_count()
 
@@ -39,6 +43,8 @@ void kw_http_options_defaults(kw_http_options *o)
     o->max_connections = 4096;
     o->max_connections_per_ip = 256;
     o->idle_timeout_s = 30;
+    o->request_head_timeout_s = 10;
+    o->waiting_per_ip = 16;
     o->shutdown_grace_s = 10;
     o->access_log_fd = 2;
     o->signin_failures_per_email = 5;
@@ -139,12 +145,47 @@ void kw_http_event(const kw_http_server *srv, const char *event, const char *det
     }
 }
 
+/*
+ * Malformed and cut-off connections are the client's doing: a flood of
+ * them must not flood the log. One line a second at most, the first of
+ * each second as it is, the rest counted in the next line.
+ */
+struct kw_http_noise {
+    pthread_mutex_t lock;
+    time_t second;
+    unsigned suppressed;
+};
+
+static void note_noise(kw_http_server *srv, const char *event, const char *detail)
+{
+    struct kw_http_noise *n = srv->noise;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&n->lock);
+    bool log = now != n->second;
+    unsigned suppressed = n->suppressed;
+    if (log) {
+        n->second = now;
+        n->suppressed = 0;
+    } else {
+        n->suppressed++;
+    }
+    pthread_mutex_unlock(&n->lock);
+    if (!log)
+        return;
+    char line[320];
+    if (suppressed)
+        snprintf(line, sizeof line, "%s (and %u more since the last line)", detail, suppressed);
+    else
+        snprintf(line, sizeof line, "%s", detail);
+    kw_http_event(srv, event, line);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char message[256];
     vsnprintf(message, sizeof message, fmt, ap);
     message[strcspn(message, "\r\n")] = '\0';
-    kw_http_event(cls, "httpd", message);
+    note_noise(cls, "httpd", message);
 }
 
 /* ---- request lifecycle ---- */
@@ -180,28 +221,143 @@ static enum MHD_Result send_reply(kw_http_req *req)
     struct MHD_Response *resp = req->response;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (atomic_load(&req->srv->draining))
+    if (req->close_connection || atomic_load(&req->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return MHD_queue_response(req->conn, req->status, resp);
+}
+
+/* ---- the head of each request, as libmicrohttpd parsed it ---- */
+
+typedef struct {
+    kw_framing_field field[KW_FRAMING_MAX_FIELDS + 1];
+    const char *raw_value[KW_FRAMING_MAX_FIELDS + 1]; /* where each value starts in the head */
+    size_t raw_value_len[KW_FRAMING_MAX_FIELDS + 1];
+    size_t n;
+} parsed_fields;
+
+static enum MHD_Result add_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    parsed_fields *l = cls;
+    if (l->n == KW_FRAMING_MAX_FIELDS + 1)
+        return MHD_NO;
+    if (!value) {
+        value = "";
+        value_size = 0;
+    }
+    l->raw_value[l->n] = value;
+    l->raw_value_len[l->n] = value_size;
+    while (value_size > 0 && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
+        value_size--;
+    l->field[l->n++] = (kw_framing_field){key, key_size, value, value_size};
+    return MHD_YES;
+}
+
+/*
+ * libmicrohttpd parses the head in place: the method, target, version and
+ * each header name and value stay where they arrived, their separators
+ * overwritten with NULs. So the head was exactly "METHOD SP target SP
+ * version CRLF (name: value CRLF)* CRLF" when each piece starts where the
+ * previous one ended plus its separator, and the last ends where the head
+ * does (MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE). A NUL inside a value or
+ * the target (which cuts the C string short), a bare LF, an obs-fold
+ * (which libmicrohttpd joins into the previous value) or extra spaces in
+ * the request line all break that chain. Only addresses are compared,
+ * never the bytes between them.
+ */
+static bool head_is_contiguous(const kw_http_req *req, const char *method, const char *version,
+                               const parsed_fields *l)
+{
+    uintptr_t at = (uintptr_t)method + strlen(method) + 1;
+    if (!req->raw_target || at != (uintptr_t)req->raw_target)
+        return false;
+    at += req->raw_target_len + 1;
+    if (at != (uintptr_t)version)
+        return false;
+    at += strlen(version) + 2;
+    for (size_t i = 0; i < l->n; i++) {
+        const kw_framing_field *f = &l->field[i];
+        if ((uintptr_t)f->name != at)
+            return false;
+        uintptr_t value = (uintptr_t)l->raw_value[i];
+        if (value < at + f->name_len + 1 || value - at > f->name_len + 1 + 256)
+            return false;
+        at = value + l->raw_value_len[i] + 2;
+    }
+    const union MHD_ConnectionInfo *size =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    return size && at + 2 == (uintptr_t)method + size->header_size;
+}
+
+static bool refuse_head(kw_http_req *req, unsigned status, const char *message)
+{
+    kw_http_reply_error(req, status, message);
+    req->close_connection = true;
+    note_noise(req->srv, "refused", message);
+    return false;
+}
+
+/*
+ * The framing rules of framing.h, for every request (the gate has checked
+ * the raw bytes of each connection's first one). Returns false after
+ * leaving a reply that closes the connection.
+ */
+static bool check_head(kw_http_req *req, const char *method, const char *version)
+{
+    const kw_http_options *o = &req->srv->opt;
+    bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
+    if (!http10 && strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+        return refuse_head(req, 505, "keyward speaks HTTP/1.1 and HTTP/1.0.");
+    size_t method_len = strlen(method);
+    if (method_len > 32 || !kw_framing_token_ok(method, method_len))
+        return refuse_head(req, 400, "The request line is malformed.");
+    if (!req->target_ok)
+        return refuse_head(req, 400, "The request target holds a byte that is not allowed.");
+    parsed_fields l;
+    l.n = 0;
+    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, add_field, &l);
+    if (l.n > KW_FRAMING_MAX_FIELDS)
+        return refuse_head(req, 431, "The request has too many header fields.");
+    kw_framing_limits limits = {o->max_header_bytes, o->max_body_bytes};
+    kw_framing_verdict v = {0, NULL};
+    if (!kw_framing_check_fields(http10, l.field, l.n, &limits, &v)) {
+        if (v.status != 413)
+            return refuse_head(req, v.status, v.message);
+        char message[96];
+        snprintf(message, sizeof message, "The request body is larger than %zu bytes.",
+                 o->max_body_bytes);
+        kw_http_reply_error(req, 413, message);
+        req->close_connection = true;
+        return false;
+    }
+    if (!head_is_contiguous(req, method, version, &l))
+        return refuse_head(req, 400,
+                           "The request head holds a byte or a line break that is not allowed.");
+    return true;
 }
 
 /*
  * The first call: headers are complete. Returns false after leaving a
  * reply that ends the request early (limits), true to go on.
  */
-static bool begin(kw_http_req *req, const char *url, char *allow, size_t allow_size)
+static bool begin(kw_http_req *req, const char *url, const char *version, char *allow,
+                  size_t allow_size)
 {
     const kw_http_options *o = &req->srv->opt;
+    if (!check_head(req, req->method, version))
+        return false;
     size_t header_bytes = 0;
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, sum_header, &header_bytes);
-    size_t url_bytes = strlen(url);
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, sum_header, &url_bytes);
+    size_t url_bytes = req->raw_target_len;
     if (url_bytes > o->max_header_bytes) {
         kw_http_reply_error(req, 414, "The request URI is too long.");
+        req->close_connection = true;
         return false;
     }
     if (header_bytes + url_bytes > o->max_header_bytes) {
         kw_http_reply_error(req, 431, "The request headers are too large.");
+        req->close_connection = true;
         return false;
     }
     req->path = strdup(url);
@@ -210,20 +366,8 @@ static bool begin(kw_http_req *req, const char *url, char *allow, size_t allow_s
     int route = kw_http_route_match(req->method, req->path, req->param, allow, allow_size);
     req->route = route < 0 ? NO_ROUTE : (size_t)route;
     const char *length = kw_http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (length) {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(length, &end, 10);
-        if (errno == 0 && *end == '\0' && n <= o->max_body_bytes)
-            req->body_expected = (size_t)n;
-        if (errno == 0 && *end == '\0' && n > o->max_body_bytes) {
-            char message[96];
-            snprintf(message, sizeof message, "The request body is larger than %zu bytes.",
-                     o->max_body_bytes);
-            kw_http_reply_error(req, 413, message);
-            return false;
-        }
-    }
+    if (length)
+        req->body_expected = (size_t)strtoull(length, NULL, 10); /* checked by check_head */
     return true;
 }
 
@@ -289,45 +433,81 @@ typedef struct {
     char allow[64];
 } request_state;
 
-/*
- * Accept policy: once stopping, a new connection is closed at once, so a
- * load balancer retries it on another node instead of waiting in this
- * one's backlog. (MHD_quiesce_daemon would leave it there, and with a
- * thread pool on epoll it races the workers removing the listening socket
- * from their epoll sets: libmicrohttpd 0.9.75 aborts when it loses.)
- */
-static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+static uint64_t head_deadline(const kw_http_server *srv)
 {
-    (void)addr;
-    (void)addrlen;
-    const kw_http_server *srv = cls;
-    return atomic_load(&srv->draining) ? MHD_NO : MHD_YES;
+    return now_ns() + (uint64_t)srv->opt.request_head_timeout_s * 1000000000u;
+}
+
+static kw_conntrack_entry *conn_entry(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* Connections come and go: each gets a deadline entry (conntrack.h). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    kw_http_server *srv = cls;
+    const union MHD_ConnectionInfo *peer =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (peer && peer->client_addr)
+        kw_gate_served(srv->gate, peer->client_addr, sizeof(struct sockaddr_storage),
+                       code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context =
+            fd ? kw_conntrack_add(srv->conns, fd->connect_fd, head_deadline(srv)) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        kw_conntrack_remove(srv->conns, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/*
+ * Called once the request line is read, before libmicrohttpd splits or
+ * decodes the target: the request's state starts here, with the target as
+ * it arrived (the head check in begin needs it).
+ */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    kw_http_server *srv = cls;
+    request_state *state = calloc(1, sizeof *state);
+    if (!state)
+        return NULL;
+    kw_http_req *req = &state->req;
+    req->conn = conn;
+    req->srv = srv;
+    req->route = NO_ROUTE;
+    req->start_ns = now_ns();
+    req->raw_target = uri;
+    req->raw_target_len = uri ? strlen(uri) : 0;
+    /* Checked now: libmicrohttpd splits the query in place after this call. */
+    req->target_ok = uri && kw_framing_target_ok(uri, req->raw_target_len);
+    atomic_fetch_add(&srv->in_flight, 1);
+    return state;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    (void)version;
-    kw_http_server *srv = cls;
+    (void)cls;
     request_state *state = *con_cls;
-    if (!state) {
-        state = calloc(1, sizeof *state);
-        if (!state)
-            return MHD_NO;
-        kw_http_req *req = &state->req;
-        req->conn = conn;
-        req->srv = srv;
+    if (!state)
+        return MHD_NO; /* out of memory in on_request_line */
+    kw_http_req *req = &state->req;
+    if (!req->begun) {
+        req->begun = true;
         req->method = method;
-        req->route = NO_ROUTE;
-        req->start_ns = now_ns();
-        *con_cls = state;
-        atomic_fetch_add(&srv->in_flight, 1);
-        if (!begin(req, url, state->allow, sizeof state->allow))
+        /* The head is in: the body, if any, is due within the timeout too. */
+        kw_conntrack_set_deadline(conn_entry(conn), head_deadline(req->srv));
+        if (!begin(req, url, version, state->allow, sizeof state->allow))
             return send_reply(req);
         return MHD_YES;
     }
-    kw_http_req *req = &state->req;
     if (req->status) { /* answered early: drop the rest of the body */
         *upload_data_size = 0;
         return MHD_YES;
@@ -337,6 +517,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    kw_conntrack_set_deadline(conn_entry(conn), 0); /* the request is whole */
     dispatch(req, state->allow);
     return send_reply(req);
 }
@@ -344,7 +525,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     kw_http_server *srv = cls;
     request_state *state = *con_cls;
@@ -356,9 +536,40 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         kw_http_metrics_request(srv->metrics, req->route, req->status, ns);
         access_log(req, ns);
     }
+    /* The next request on this connection is due within the timeout from now. */
+    kw_conntrack_set_deadline(conn_entry(conn), head_deadline(srv));
     free_request(req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+/* ---- the gate's callbacks (its own thread) ---- */
+
+static void gate_handoff(void *cls, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    kw_http_server *srv = cls;
+    if (MHD_add_connection(srv->daemon, fd, addr, len) != MHD_YES)
+        note_noise(srv, "refused", "a connection was closed: the connection limit is reached");
+}
+
+static void gate_tick(void *cls, uint64_t now)
+{
+    kw_http_server *srv = cls;
+    unsigned cut = kw_conntrack_expire(srv->conns, now);
+    if (cut)
+        note_noise(srv, "refused", "a request did not arrive whole in time: connection closed");
+}
+
+static void gate_refused(void *cls, unsigned status, const char *message)
+{
+    char line[256];
+    snprintf(line, sizeof line, "%u %s", status, message);
+    note_noise(cls, "refused", status ? line : message);
+}
+
+void kw_http_add_connection(kw_http_server *srv, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    kw_gate_add(srv->gate, fd, addr, len);
 }
 
 /* ---- start and stop ---- */
@@ -412,13 +623,18 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *s)
     return strlen(s);
 }
 
-/* Frees what kw_http_start allocated besides the daemon, and srv. */
+/* Frees what kw_http_start allocated besides the daemon and the gate, and srv. */
 static void free_parts(kw_http_server *srv)
 {
     kw_http_metrics_free(srv->metrics);
     kw_accesslog_free(srv->log);
     kw_ratelimit_free(srv->signin_by_email);
     kw_ratelimit_free(srv->signin_by_addr);
+    kw_conntrack_free(srv->conns);
+    if (srv->noise) {
+        pthread_mutex_destroy(&srv->noise->lock);
+        free(srv->noise);
+    }
     free(srv);
 }
 
@@ -426,6 +642,33 @@ static unsigned online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 && n < 256 ? (unsigned)n : 1;
+}
+
+/* The listening socket (non-blocking), bound to addr; -1 with *err set. */
+static int open_listener(const char *listen_text, const struct sockaddr_storage *addr,
+                         socklen_t len, kw_error *err)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0 &&
+        bind(fd, (const struct sockaddr *)addr, len) == 0 && listen(fd, 1024) == 0)
+        return fd;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    kw_error_set(err, KW_ERR_UNAVAILABLE, "Cannot listen on %s: %s.", listen_text, strerror(e));
+    return -1;
+}
+
+static uint16_t bound_port(int fd)
+{
+    struct sockaddr_storage bound;
+    socklen_t len = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &len) != 0)
+        return 0;
+    if (bound.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
 }
 
 kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_server **out,
@@ -444,34 +687,72 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     srv->opt = *o;
     if (srv->opt.threads == 0)
         srv->opt.threads = online_cpus();
+    if (srv->opt.request_head_timeout_s == 0)
+        srv->opt.request_head_timeout_s = 10;
     srv->metrics = kw_http_metrics_new();
     srv->log = o->access_log_fd >= 0 ? kw_accesslog_new(o->access_log_fd) : NULL;
     srv->signin_by_email = kw_ratelimit_new(o->signin_failures_per_email, o->signin_window_s);
     srv->signin_by_addr = kw_ratelimit_new(o->signin_failures_per_addr, o->signin_window_s);
+    srv->conns = kw_conntrack_new();
+    srv->noise = calloc(1, sizeof *srv->noise);
+    if (srv->noise)
+        pthread_mutex_init(&srv->noise->lock, NULL);
     if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log) || !srv->signin_by_email ||
-        !srv->signin_by_addr) {
+        !srv->signin_by_addr || !srv->conns || !srv->noise) {
         free_parts(srv);
         return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory.");
     }
+    int listen_fd = open_listener(o->listen, &addr, addr_len, err);
+    if (listen_fd < 0) {
+        free_parts(srv);
+        return err->status;
+    }
+    /*
+     * libmicrohttpd does not listen: the gate accepts, and hands over each
+     * connection once its first request head has been checked. Its own
+     * strict mode (MHD_OPTION_STRICT_FOR_CLIENT) stays off: check_head
+     * applies the same rules and more, and answers in keyward's format
+     * where libmicrohttpd would send an HTML page.
+     */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET;
     /* Room for the request line and headers, plus the buffer body chunks are read into. */
     size_t memory = o->max_header_bytes * 2 + 16384;
     srv->daemon = MHD_start_daemon(
-        flags, 0, on_accept, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, srv->opt.threads,
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, srv, MHD_OPTION_THREAD_POOL_SIZE, srv->opt.threads,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, o->idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
     if (!srv->daemon) {
+        close(listen_fd);
         free_parts(srv);
-        return kw_error_set(err, KW_ERR_UNAVAILABLE, "Cannot listen on %s: %s.", o->listen,
-                            errno ? strerror(errno) : "the address is not available");
+        return kw_error_set(err, KW_ERR_INTERNAL, "Cannot start the HTTP server.");
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? info->port : 0;
+    srv->port = bound_port(listen_fd);
+    unsigned waiting_max = o->max_connections / 2 ? o->max_connections / 2 : 1;
+    kw_gate_options gate = {
+        /* A connection that sends nothing is idle: the idle timeout applies too. */
+        .head_timeout_s = srv->opt.request_head_timeout_s < o->idle_timeout_s
+                              ? srv->opt.request_head_timeout_s
+                              : o->idle_timeout_s,
+        .waiting_per_peer = o->waiting_per_ip,
+        .waiting_max = waiting_max,
+        .max_per_peer = o->max_connections_per_ip,
+        .limits = {o->max_header_bytes, o->max_body_bytes},
+        .handoff = gate_handoff,
+        .tick = gate_tick,
+        .refused = gate_refused,
+        .cls = srv,
+    };
+    st = kw_gate_start(listen_fd, &gate, &srv->gate, err);
+    if (st != KW_OK) {
+        MHD_stop_daemon(srv->daemon);
+        free_parts(srv);
+        return st;
+    }
     char host[INET6_ADDRSTRLEN] = "127.0.0.1";
     if (addr.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host, sizeof host);
@@ -505,12 +786,15 @@ void kw_http_stop(kw_http_server *srv)
     if (!srv)
         return;
     atomic_store(&srv->draining, true);
+    /* New connections are closed at once, so a load balancer retries them elsewhere. */
+    kw_gate_drain(srv->gate);
     kw_http_event(srv, "stopping", "finishing requests in flight");
     uint64_t deadline = now_ns() + (uint64_t)srv->opt.shutdown_grace_s * 1000000000u;
     while (atomic_load(&srv->in_flight) > 0 && now_ns() < deadline) {
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
+    kw_gate_stop(srv->gate);
     MHD_stop_daemon(srv->daemon);
     kw_accesslog_free(srv->log);
     srv->log = NULL;
