@@ -67,6 +67,17 @@ static bool value_is(const kw_framing_field *f, const char *value)
     return name_is(&as_name, value);
 }
 
+size_t kw_framing_param_count(const char *target, size_t len)
+{
+    const char *q = memchr(target, '?', len);
+    if (!q)
+        return 0;
+    size_t n = 1;
+    for (const char *p = q + 1; p < target + len; p++)
+        n += *p == '&';
+    return n;
+}
+
 bool kw_framing_target_ok(const char *target, size_t len)
 {
     if (len == 1 && target[0] == '*')
@@ -203,6 +214,8 @@ static kw_head_state scan_request_line(const scan *s, size_t *i, bool *http10)
         return refused(s, 400, "The request target holds a byte that is not allowed.");
     if (!kw_framing_target_ok(b + target, p - target))
         return refused(s, 400, "The request target must be a path starting with /.");
+    if (kw_framing_param_count(b + target, p - target) > KW_FRAMING_MAX_PARAMS)
+        return refused(s, 414, "The request has too many query parameters.");
     p++;
     static const char proto[] = "HTTP/";
     for (size_t k = 0; k < 5 && p + k < s->len; k++)

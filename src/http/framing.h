@@ -16,6 +16,8 @@
 
 /* At most this many header fields in one request (431 beyond). */
 #define KW_FRAMING_MAX_FIELDS 64
+/* At most this many query parameters in one request target (414 beyond). */
+#define KW_FRAMING_MAX_PARAMS 32
 
 typedef struct {
     const char *name;
@@ -49,6 +51,9 @@ bool kw_framing_check_fields(bool http10, const kw_framing_field *fields, size_t
 
 /* True when s is a token (a method, a field name) of RFC 9110 section 5.6.2. */
 bool kw_framing_token_ok(const char *s, size_t len);
+
+/* The number of query parameters in target ('&'-separated, after its '?'). */
+size_t kw_framing_param_count(const char *target, size_t len);
 
 /* True when target is an origin-form request target of visible ASCII ("/..."), or "*". */
 bool kw_framing_target_ok(const char *target, size_t len);

@@ -81,7 +81,8 @@ struct kw_gate {
     list probation_list; /* beyond it: PROBATION_NS to finish their head */
     list lingering_list;
     waiting *buckets[BUCKETS];
-    char *scratch; /* limits.max_head_bytes + 1 */
+    char *scratch;                /* limits.max_head_bytes + 1 */
+    uint64_t accept_paused_until; /* out of descriptors: accept again from then */
     pthread_mutex_t added_lock;
     added *added;
     pthread_mutex_t served_lock;
@@ -375,6 +376,12 @@ static void on_lingering(kw_gate *g, waiting *w)
         close_lingering(g, w);
 }
 
+static void watch_listener(kw_gate *g, bool on)
+{
+    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &listen_marker};
+    epoll_ctl(g->epoll_fd, EPOLL_CTL_MOD, g->listen_fd, &ev);
+}
+
 static void accept_all(kw_gate *g)
 {
     for (;;) {
@@ -417,6 +424,10 @@ static void expire(kw_gate *g, uint64_t now)
         }
     while (g->lingering_list.head && g->lingering_list.head->deadline_ns <= now)
         close_lingering(g, g->lingering_list.head);
+    if (g->accept_paused_until && now >= g->accept_paused_until) {
+        g->accept_paused_until = 0;
+        watch_listener(g, true);
+    }
     if (atomic_load(&g->draining))
         for (size_t i = 0; i < 2; i++)
             while (lists[i]->head)

@@ -89,6 +89,7 @@ struct kw_http_req {
     const char *raw_target; /* the request target as it arrived, query included */
     size_t raw_target_len;  /* its length up to the first NUL, if any */
     bool target_ok;         /* the target was of visible ASCII, as it arrived */
+    bool too_many_params;   /* more than KW_FRAMING_MAX_PARAMS query parameters */
     bool begun;             /* the head has been checked */
     bool close_connection;  /* answer with Connection: close */
     size_t route;           /* index into the table, or kw_http_route_count() */

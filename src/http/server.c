@@ -180,6 +180,23 @@ static void note_noise(kw_http_server *srv, const char *event, const char *detai
     kw_http_event(srv, event, line);
 }
 
+/* Logs the count of refusals left out, once their second is over (gate tick). */
+static void flush_noise(kw_http_server *srv)
+{
+    struct kw_http_noise *n = srv->noise;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&n->lock);
+    unsigned suppressed = now != n->second ? n->suppressed : 0;
+    if (suppressed)
+        n->suppressed = 0;
+    pthread_mutex_unlock(&n->lock);
+    if (suppressed) {
+        char line[96];
+        snprintf(line, sizeof line, "%u more since the last line", suppressed);
+        kw_http_event(srv, "refused", line);
+    }
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char message[256];
@@ -314,6 +331,8 @@ static bool check_head(kw_http_req *req, const char *method, const char *version
         return refuse_head(req, 400, "The request line is malformed.");
     if (!req->target_ok)
         return refuse_head(req, 400, "The request target holds a byte that is not allowed.");
+    if (req->too_many_params)
+        return refuse_head(req, 414, "The request has too many query parameters.");
     parsed_fields l;
     l.n = 0;
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, add_field, &l);
@@ -486,6 +505,18 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
     req->raw_target_len = uri ? strlen(uri) : 0;
     /* Checked now: libmicrohttpd splits the query in place after this call. */
     req->target_ok = uri && kw_framing_target_ok(uri, req->raw_target_len);
+    if (uri && kw_framing_param_count(uri, req->raw_target_len) > KW_FRAMING_MAX_PARAMS) {
+        /*
+         * libmicrohttpd is about to store each parameter in the
+         * connection's memory pool; when they do not fit, 0.9.75 leaves the
+         * connection hanging without an answer. So end the query right
+         * after its '?' in libmicrohttpd's own buffer (the text is writable:
+         * it is the connection's read buffer), and answer 414 in begin().
+         */
+        char *q = memchr(uri, '?', req->raw_target_len);
+        q[1] = '\0';
+        req->too_many_params = true;
+    }
     atomic_fetch_add(&srv->in_flight, 1);
     return state;
 }
@@ -555,6 +586,7 @@ static void gate_handoff(void *cls, int fd, const struct sockaddr *addr, socklen
 static void gate_tick(void *cls, uint64_t now)
 {
     kw_http_server *srv = cls;
+    flush_noise(srv);
     unsigned cut = kw_conntrack_expire(srv->conns, now);
     if (cut)
         note_noise(srv, "refused", "a request did not arrive whole in time: connection closed");
