@@ -282,7 +282,7 @@ static void refuse(kw_gate *g, waiting *w, unsigned status, const char *message)
         close_lingering(g, w);
 }
 
-static bool examine(kw_gate *g, waiting *w);
+static bool examine(kw_gate *g, waiting *w, uint32_t events);
 
 /*
  * A new connection: refused when its client has too many already, else
@@ -323,7 +323,7 @@ static void admit(kw_gate *g, int fd, const struct sockaddr_storage *addr, sockl
     size_t b = bucket_of(&peer);
     w->chain = g->buckets[b];
     g->buckets[b] = w;
-    if (!examine(g, w))
+    if (!examine(g, w, 0))
         return;
     if (peer_count(g, &peer) > g->opt.waiting_per_peer) {
         /* Beyond the client's budget: a burst of fast clients still gets
@@ -342,7 +342,7 @@ static void admit(kw_gate *g, int fd, const struct sockaddr_storage *addr, sockl
  * Looks at what has arrived of w's first head, and hands it over, refuses
  * it or waits. Returns true while w waits.
  */
-static bool examine(kw_gate *g, waiting *w)
+static bool examine(kw_gate *g, waiting *w, uint32_t events)
 {
     size_t cap = g->opt.limits.max_head_bytes + 1;
     ssize_t n = recv(w->fd, g->scratch, cap, MSG_PEEK | MSG_DONTWAIT);
@@ -357,6 +357,10 @@ static bool examine(kw_gate *g, waiting *w)
     size_t head_len = 0;
     switch (kw_framing_scan_head(g->scratch, (size_t)n, &g->opt.limits, &head_len, &v)) {
     case KW_HEAD_INCOMPLETE:
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) { /* no more bytes will come */
+            refuse(g, w, 400, "The connection ended before the request head did.");
+            return false;
+        }
         return true;
     case KW_HEAD_REFUSED:
         refuse(g, w, v.status, v.message);
@@ -450,7 +454,7 @@ static void *run(void *arg)
             else if (((waiting *)p)->lingering)
                 on_lingering(g, p);
             else
-                examine(g, p);
+                examine(g, p, events[i].events);
         }
         uint64_t now = now_ns();
         expire(g, now);

@@ -197,7 +197,7 @@ static void flush_noise(kw_http_server *srv)
     }
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char message[256];
     vsnprintf(message, sizeof message, fmt, ap);
