@@ -146,6 +146,12 @@ static bool col_text(sqlite3_stmt *st, int i, char *dst, size_t size)
     return true;
 }
 
+/* An optional time column: NULL reads as KW_TIME_NONE (absent). */
+static int64_t col_time(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? KW_TIME_NONE : sqlite3_column_int64(st, i);
+}
+
 /* Row readers: fill one record from the current row; false when a value does not fit. */
 typedef bool (*row_reader)(sqlite3_stmt *st, void *item);
 
@@ -162,8 +168,8 @@ static bool read_key(sqlite3_stmt *st, void *item)
     kw_key *k = item;
     memset(k, 0, sizeof *k);
     k->created_at = sqlite3_column_int64(st, 5);
-    k->last_used_at = sqlite3_column_int64(st, 6); /* NULL reads as 0: absent */
-    k->expires_at = sqlite3_column_int64(st, 7);
+    k->last_used_at = col_time(st, 6);
+    k->expires_at = col_time(st, 7);
     return col_text(st, 0, k->id, sizeof k->id) &&
            col_text(st, 1, k->account_id, sizeof k->account_id) &&
            col_text(st, 2, k->name, sizeof k->name) &&
@@ -176,7 +182,7 @@ static bool read_root_key(sqlite3_stmt *st, void *item)
     kw_root_key *rk = item;
     memset(rk, 0, sizeof *rk);
     rk->created_at = sqlite3_column_int64(st, 3);
-    rk->last_used_at = sqlite3_column_int64(st, 4);
+    rk->last_used_at = col_time(st, 4);
     return col_text(st, 0, rk->id, sizeof rk->id) && col_text(st, 1, rk->name, sizeof rk->name) &&
            col_text(st, 2, rk->masked, sizeof rk->masked);
 }
@@ -428,7 +434,7 @@ static kw_status op_key_list(kw_store *base, const char *account_id, int64_t now
                                  &out->count, "t", account_id);
     out->items = items;
     for (size_t i = 0; i < out->count; i++)
-        if (out->items[i].expires_at == 0 || out->items[i].expires_at > now)
+        if (kw_key_active(&out->items[i], now))
             out->active_count++;
     return status;
 }

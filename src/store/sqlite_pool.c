@@ -184,7 +184,7 @@ static int bind_args(sqlite3_stmt *st, const char *fmt, va_list ap)
             break;
         case 'o': {
             int64_t v = va_arg(ap, int64_t);
-            rc = v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+            rc = v == KW_TIME_NONE ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v);
             break;
         }
         case 'h':

@@ -50,7 +50,7 @@ void kw_sqlite_release(kw_sqlite_pool *p, kw_sqlite_conn *c);
 /*
  * Runs statement q with the arguments after fmt bound to parameters 1, 2,
  * ..., one per character of fmt: 't' const char * (NULL binds NULL), 'i'
- * int64_t, 'o' int64_t where 0 binds NULL (an absent time), 'h' a
+ * int64_t, 'o' an optional time (int64_t) where KW_TIME_NONE binds NULL, 'h' a
  * KW_HASH_BYTES byte hash. Values are not copied. Steps once and returns
  * SQLITE_ROW, SQLITE_DONE or an error code; *out receives the statement (or
  * NULL), which the caller reads and then hands to kw_sqlite_done.

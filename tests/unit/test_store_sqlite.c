@@ -183,6 +183,53 @@ static void test_audit_log_is_append_only(void **state)
     kw_audit_list_free(&log);
 }
 
+/* The text of the first column of the first row sql answers, into out. */
+static void raw_text(const char *path, const char *sql, char *out, size_t size)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Inserts key `id` of acc_a with hash byte `n`, expiring at expires_at. */
+static void insert_key(kw_store *s, const char *id, int n, int64_t expires_at)
+{
+    kw_key k = {.created_at = NOW, .last_used_at = KW_TIME_NONE, .expires_at = expires_at};
+    snprintf(k.id, sizeof k.id, "%s", id);
+    snprintf(k.account_id, sizeof k.account_id, "acc_a");
+    snprintf(k.name, sizeof k.name, "n");
+    snprintf(k.environment, sizeof k.environment, "production");
+    snprintf(k.masked, sizeof k.masked, "m");
+    uint8_t hash[KW_HASH_BYTES];
+    memset(hash, n, sizeof hash);
+    kw_audit au = {.at = NOW, .actor = "cli", .action = "test"};
+    assert_int_equal(s->ops->key_insert(s, &k, hash, 1, 25, NOW, &au), KW_OK);
+}
+
+/* "Never" is stored as NULL, and the epoch as the number 0. */
+static void test_absent_times_are_stored_as_null(void **state)
+{
+    fixture *f = *state;
+    sc_add_account(f->store, "acc_a");
+    insert_key(f->store, "key_never", 1, KW_TIME_NONE);
+    insert_key(f->store, "key_epoch", 2, 0);
+    char got[64];
+    raw_text(f->path,
+             "SELECT typeof(expires_at) || ',' || typeof(last_used_at) FROM api_keys "
+             "WHERE id = 'key_never'",
+             got, sizeof got);
+    assert_string_equal(got, "null,null");
+    raw_text(f->path,
+             "SELECT typeof(expires_at) || ',' || expires_at FROM api_keys WHERE id = 'key_epoch'",
+             got, sizeof got);
+    assert_string_equal(got, "integer,0");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -192,6 +239,7 @@ int main(void)
         T(test_database_file_is_private),
         cmocka_unit_test(test_store_urls),
         T(test_audit_log_is_append_only),
+        T(test_absent_times_are_stored_as_null),
     };
 #undef T
     struct CMUnitTest tests[sizeof own / sizeof own[0] + SC_CASES_MAX];
