@@ -10,7 +10,7 @@ mkdir -p "$out/corpus"
 clang -std=c17 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Isrc -o "$out/fuzz_input" fuzz/fuzz_input.c \
 	src/core/base62.c src/core/ids.c src/core/keyfmt.c src/core/pepper.c \
-	src/core/status.c src/core/validate.c $(pkg-config --cflags --libs libsodium zlib)
+	src/core/status.c src/core/validate.c $(pkg-config --cflags --libs libsodium zlib) -lunistring
 # Seeds: a real key, a name, an email and a keyring.
 printf 'kw_production_jNBLzISEA1DWLKCzcGiWAURw8rOiLq0NCpF7wwKdv1H0Lt5Ya' >"$out/corpus/key"
 printf '  Production CRM \xf0\x9f\x94\x91 ' >"$out/corpus/name"

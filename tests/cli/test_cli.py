@@ -496,6 +496,31 @@ def test_bad_key_names_and_environments():
     eq(len(doc["name"]), 100, "100 characters allowed")
 
 
+def test_invisible_names_are_refused():
+    """keyward refuses invisible and formatting characters in key, account and
+    root key names, naming the character, and creates nothing."""
+    acc = account("Invisible")
+    accounts = js(["account", "list"])
+    root_keys = js(["root-key", "list"])
+    for ch in ("\u200b", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u3164", "\U000e0041"):
+        code = "U+%04X" % ord(ch)
+        for args in (["key", "create", "--account", acc, "--name", "a%sb" % ch],
+                     ["account", "create", "%sAcme" % ch],
+                     ["root-key", "create", "--name", "ops%s" % ch]):
+            rc, out, err = run(args)
+            eq(rc, 1, "exit for %r" % args)
+            eq(out, "", "stdout for %r" % args)
+            check("name must not contain" in err and code in err,
+                  "message %r for %r does not name %s" % (err, args, code))
+    for blank in ("\u2800", "\u3000 \u2800"):
+        rc, _, err = run(["key", "create", "--account", acc, "--name", blank])
+        eq(rc, 1, "exit for blank name %r" % blank)
+        check("name must not be empty" in err, err)
+    eq(key_ids(acc), [], "no key created")
+    eq(js(["account", "list"]), accounts, "no account created")
+    eq(js(["root-key", "list"]), root_keys, "no root key created")
+
+
 def test_key_expiry_boundaries():
     """The CLI reads --expires-at as the API does: the epoch however written
     and any past second are refused, naming expires_at, and create nothing."""

@@ -621,6 +621,41 @@ def test_key_create_validation():
     eq(k["environment"], "a" + "b2" * 7 + "c", "16-character environment")
 
 
+INVISIBLE = [
+    "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2060", "\u00ad", "\ufeff",
+    "\u202e", "\u2066", "\u180e", "\u034f", "\ufe0f", "\u3164", "\uffa0", "\u115f",
+    "\U000e0041", "\U000e0001", "\U000e0100",
+]
+
+
+def test_invisible_names_are_refused():
+    """A name holding a format or default-ignorable character, or only blanks,
+    is refused with a message naming the field and the character, for keys
+    and accounts alike; no key is created."""
+    acc = new_account("Invisible")
+    path = "/v1/accounts/%s/keys" % acc
+    for ch in INVISIBLE:
+        code = "U+%04X" % ord(ch)
+        for name in ("a%sb" % ch, "%sAcme" % ch, "Acme %s" % ch, ch):
+            for where in (path, "/v1/accounts"):
+                msg = expect_error(400, "invalid_request", "POST", where, {"name": name},
+                                   root=True)
+                check(msg.startswith("name must not contain") and code in msg,
+                      "%s: message %r for %r does not name the field and %s"
+                      % (where, msg, name, code))
+    for blank in ("\u3000", "\u2800", " \u2800\u3000\u00a0 ", "\u2028", "\u0085"):
+        for where in (path, "/v1/accounts"):
+            msg = expect_error(400, "invalid_request", "POST", where, {"name": blank}, root=True)
+            check(msg.startswith("name must not be empty"), "%r: %r" % (blank, msg))
+    _, listing = expect(200, "GET", path, root=True)
+    eq(listing["keys"], [], "no key was created by a refused name")
+    for name in ("\u2801\u2800\u2803", "\u6771\u4eac\u3000\u5927", "Cafe\u0301"):
+        key, _ = new_key(acc, name)
+        eq(key["name"], name, "visible name %r" % name)
+    key, _ = new_key(acc, "\u3000\u2800 Trimmed \u2800\u00a0")
+    eq(key["name"], "Trimmed", "blanks are trimmed from the ends")
+
+
 def test_key_expiry_boundaries():
     """No expiry (absent or null) is apart from every time: the epoch however
     written, and any past second, is refused and creates nothing; times parse
