@@ -73,4 +73,14 @@ kw_status kw_sqlite_begin(kw_sqlite_conn *c);
  */
 kw_status kw_sqlite_end(kw_sqlite_conn *c, kw_status status);
 
+/*
+ * Outside a transaction: copies every frame of the WAL into the database
+ * file and truncates the WAL to zero bytes. When readers of older snapshots
+ * or another writer are in the way it tries again every 0.1 ms, for at
+ * most about 0.1 s, if `wait`, else not at all; then it gives up with
+ * KW_ERR_UNAVAILABLE, having copied what it could. Neither readers nor
+ * writers wait for it, except for the moment the WAL is cut.
+ */
+kw_status kw_sqlite_checkpoint(kw_sqlite_conn *c, bool wait);
+
 #endif
