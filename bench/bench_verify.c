@@ -103,7 +103,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nkeys; i++) {
         kw_key k;
         if ((i % 25 == 0 && kw_service_account_create(b.svc, "bench", "bench", &acc, &err)) ||
-            kw_service_key_create(b.svc, "bench", acc.id, "bench", NULL, 0, &k, b.keys[i], &err)) {
+            kw_service_key_create(b.svc, "bench", acc.id, "bench", NULL, KW_TIME_NONE, &k,
+                                  b.keys[i], &err)) {
             fprintf(stderr, "bench_verify: %s\n", err.message);
             return 1;
         }

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <sodium.h>
+#include <unictype.h>
+#include <unistr.h>
 
 #include "core/keyfmt.h"
 #include "core/pepper.h"
@@ -42,9 +44,17 @@ static void check_name(const char *s)
     if (n == 0 || n > KW_NAME_MAX * 4 || !kw_utf8_valid(out, n) || out[0] == ' ' ||
         out[n - 1] == ' ' || strstr(s, out) == NULL)
         abort();
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+    /* Nothing invisible inside, nothing blank at either end. */
+    ucs4_t cp = 0;
+    for (size_t i = 0; i < n;) {
+        int len = u8_mbtoucr(&cp, (const uint8_t *)out + i, n - i);
+        if (len <= 0 || uc_is_general_category(cp, UC_CATEGORY_Cc) ||
+            uc_is_general_category(cp, UC_CATEGORY_Cf) ||
+            uc_is_property_default_ignorable_code_point(cp) ||
+            ((i == 0 || i + (size_t)len == n) && (uc_is_property_white_space(cp) || cp == 0x2800)))
             abort();
+        i += (size_t)len;
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

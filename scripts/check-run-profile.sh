@@ -10,6 +10,9 @@
 #     essential ones, so a find_program() of python3 is fine (Meson depends
 #     on it) but of node, nginx or cmake is not.
 #
+#   - a library found without pkg-config is invisible to neither, so every
+#     system header the build read must belong to those packages too.
+#
 # Whatever else this machine has installed (the test packages, say) stays
 # invisible, so the check holds on a machine that has everything.
 # Usage: scripts/check-run-profile.sh   (needs the build profile installed)
@@ -95,6 +98,25 @@ if ! meson setup "$work/build" "$top" --buildtype=debugoptimized >"$work/log" 2>
 	echo "check-run-profile: FAILED: the build of make run needs a package that scripts/deps.sh build does not install" >&2
 	exit 1
 fi
-grep -E "^ *(Run-time dependency|Program|Dependency) " "$work/log" | sed 's/^/  /'
+grep -E "^ *(Run-time dependency|Library|Program|Dependency) " "$work/log" | sed 's/^/  /'
+
+# A library found without pkg-config (find_library: libunistring has no .pc
+# file) is not hidden by PKG_CONFIG_LIBDIR, so check what the build really
+# used: every system header a compiler read (ninja's record of each object's
+# dependencies) must be a file of the profile's packages.
+ninja -C "$work/build" -t deps | sed -n 's|^ *\(/[^ ]*\)$|\1|p' | sort -u >"$work/headers"
+grep -v "^$top/" "$work/headers" | comm -23 - "$work/files" >"$work/foreign" || true
+if ! grep -q '^/usr/include/stdio\.h$' "$work/headers"; then
+	echo "check-run-profile: ninja listed no system header (not even stdio.h): the check is broken" >&2
+	exit 1
+fi
+if [ -s "$work/foreign" ]; then
+	while read -r h; do
+		echo "check-run-profile: $h ($(dpkg -S "$h" 2>/dev/null | cut -d: -f1 | head -n 1)) is not from the build profile" >&2
+	done <"$work/foreign"
+	echo "check-run-profile: FAILED: the build of make run includes headers of a package that scripts/deps.sh build does not install" >&2
+	exit 1
+fi
+echo "check-run-profile: the $(grep -cv "^$top/" "$work/headers") system headers the build includes all come from the build profile"
 "$work/build/keyward" --version >/dev/null
 echo "check-run-profile: ok: make run configures and builds with the build profile alone"

@@ -4,7 +4,8 @@
 # Usage: scripts/deps.sh [--list] [build|test|bench|fuzz|deb]
 #   --list prints the profile's packages on one line and installs nothing.
 #   build  compiler, Meson, Ninja and the libraries keyward links against
-#          (libpq for the PostgreSQL store, libmicrohttpd for the server)
+#          (libpq for the PostgreSQL store, libmicrohttpd for the server,
+#          libunistring for the Unicode properties that names are checked by)
 #   test   build, plus cmocka (unit tests), python3 (black-box tests), nginx
 #          (the auth_request test), the linters clang-format, clang-tidy and
 #          cppcheck, the PostgreSQL server that scripts/pg.sh starts for
@@ -30,7 +31,7 @@ if [ "${1:-}" = --list ]; then # print the profile's packages, install nothing
 fi
 profile=${1:-build}
 pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-dev libpq-dev zlib1g-dev"
-pkgs="$pkgs libmicrohttpd-dev"
+pkgs="$pkgs libmicrohttpd-dev libunistring-dev"
 case "$profile" in
 build) ;;
 test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm"

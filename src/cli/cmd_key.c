@@ -33,26 +33,25 @@ int kw_cli_key_create(kw_cli *cli, int argc, char **argv)
     const kw_cli_spec spec = {
         .usage = "key create --account ACC --name NAME [--env ENV] [--expires-at TIME]",
         .help = "Creates a key named NAME in account ACC, in environment ENV (default\n"
-                "production), expiring at TIME (RFC 3339, default never). Prints the key\n"
-                "and, on a line of its own, its secret: the only time it is ever shown.\n"
+                "production), expiring at TIME (RFC 3339, such as 2027-01-01T00:00:00Z;\n"
+                "default never; a time that has passed is refused). Prints the key and, on\n"
+                "a line of its own, its secret: the only time it is ever shown.\n"
                 "With --json: {\"key\": {...}, \"secret\": \"...\"}.",
         .opts = opts,
     };
-    int64_t expires_at = 0;
+    int64_t expires_at = KW_TIME_NONE;
     int rc = kw_cli_parse(cli, &spec, argc, argv);
     if (rc != KW_CLI_RUN)
         return rc;
-    if (expires && !kw_time_parse(expires, &expires_at)) {
-        kw_cli_errorf("expires_at must be an RFC 3339 time such as 2026-11-27T01:02:03Z.");
-        return KW_CLI_EXIT_FAIL;
-    }
+    kw_error err;
+    if (expires && kw_time_parse(expires, "expires_at", &expires_at, &err) != KW_OK)
+        return kw_cli_fail(&err);
     kw_service *svc;
     if ((rc = kw_cli_open(cli, &svc)) != KW_CLI_EXIT_OK)
         return rc;
 
     char secret[KW_KEY_BUFSZ];
     kw_key k;
-    kw_error err;
     if (kw_service_key_create(svc, "cli", account, name, env, expires_at, &k, secret, &err) !=
         KW_OK) {
         kw_service_close(svc);

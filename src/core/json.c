@@ -48,7 +48,7 @@ void kw_json_free(void *p)
 
 json_t *kw_json_time(int64_t t)
 {
-    if (t == 0)
+    if (t == KW_TIME_NONE)
         return json_null();
     char buf[KW_TIME_BUFSZ];
     kw_time_format(t, buf);

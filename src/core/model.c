@@ -1,9 +1,15 @@
 /*
- * model.c - releasing lists, and the names of verification codes.
+ * model.c - releasing lists, the expiry rule, and the names of
+ * verification codes.
  */
 #include "core/model.h"
 
 #include <stdlib.h>
+
+bool kw_key_active(const kw_key *k, int64_t now)
+{
+    return k->expires_at == KW_TIME_NONE || k->expires_at > now;
+}
 
 void kw_account_list_free(kw_account_list *list)
 {

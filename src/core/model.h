@@ -8,6 +8,7 @@
 #ifndef KW_MODEL_H
 #define KW_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,7 +23,15 @@
 #define KW_ACTOR_BUFSZ  64
 #define KW_HASH_BYTES   32
 
-/* Times are Unix seconds, UTC; 0 stands for "absent" (JSON null). */
+/*
+ * Times are Unix seconds, UTC. An optional time that is absent (a key that
+ * never expires, a key never used) is KW_TIME_NONE, never 0: the epoch is
+ * a time like any other. KW_TIME_NONE lies outside every time keyward
+ * parses or reads from its clock (core/timefmt.h: years 0000 to 9999), is
+ * stored as NULL and shown as JSON null. Being the smallest value, a check
+ * that forgot it would find a never-expiring key expired: it fails closed.
+ */
+#define KW_TIME_NONE INT64_MIN
 
 typedef struct {
     char id[KW_ID_BUFSZ];
@@ -38,8 +47,8 @@ typedef struct {
     char environment[KW_ENV_BUFSZ];
     char masked[KW_MASKED_BUFSZ];
     int64_t created_at;
-    int64_t last_used_at;
-    int64_t expires_at;
+    int64_t last_used_at; /* KW_TIME_NONE: never used */
+    int64_t expires_at;   /* KW_TIME_NONE: never expires */
 } kw_key;
 
 typedef struct {
@@ -47,7 +56,7 @@ typedef struct {
     char name[KW_NAME_BUFSZ];
     char masked[KW_MASKED_BUFSZ];
     int64_t created_at;
-    int64_t last_used_at;
+    int64_t last_used_at; /* KW_TIME_NONE: never used */
 } kw_root_key;
 
 typedef struct {
@@ -96,6 +105,9 @@ typedef struct {
     kw_audit_entry *items; /* newest first */
     size_t count;
 } kw_audit_list;
+
+/* True when key k still verifies at `now`: it never expires, or expires later. */
+bool kw_key_active(const kw_key *k, int64_t now);
 
 void kw_account_list_free(kw_account_list *list);
 void kw_key_list_free(kw_key_list *list);

@@ -333,6 +333,23 @@ kw_status kw_service_account_list(kw_service *svc, kw_account_list *out, kw_erro
 
 /* ---- keys ---- */
 
+/* KW_OK when a new key may expire at expires_at (KW_TIME_NONE: never). */
+static kw_status check_expiry(int64_t expires_at, int64_t now, kw_error *err)
+{
+    if (expires_at == KW_TIME_NONE)
+        return KW_OK;
+    if (expires_at > KW_TIME_MAX)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "expires_at must be no later than 9999-12-31T23:59:59Z.");
+    if (expires_at <= now) {
+        char when[KW_TIME_BUFSZ];
+        kw_time_format(expires_at, when);
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "expires_at must be in the future; %s has already passed.", when);
+    }
+    return KW_OK;
+}
+
 kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *account_id,
                                 const char *name, const char *environment, int64_t expires_at,
                                 kw_key *out, char secret[KW_KEY_BUFSZ], kw_error *err)
@@ -349,12 +366,14 @@ kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *
     if (st != KW_OK)
         return st;
     int64_t now = kw_service_now(svc);
-    if (expires_at != 0 && expires_at <= now)
-        return kw_error_set(err, KW_ERR_INVALID, "expires_at must be in the future.");
+    st = check_expiry(expires_at, now, err);
+    if (st != KW_OK)
+        return st;
 
     snprintf(out->account_id, sizeof out->account_id, "%s", account_id);
     snprintf(out->environment, sizeof out->environment, "%s", environment);
     out->created_at = now;
+    out->last_used_at = KW_TIME_NONE;
     out->expires_at = expires_at;
     kw_audit au = {now, actor, "key.create"};
     /* A hash collision is astronomically unlikely; one retry with a fresh
@@ -481,7 +500,7 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
     }
     if (required_env && strcmp(required_env, out->key.environment) != 0)
         out->code = KW_VERIFY_ENVIRONMENT_MISMATCH;
-    else if (out->key.expires_at != 0 && out->key.expires_at <= now)
+    else if (!kw_key_active(&out->key, now))
         out->code = KW_VERIFY_EXPIRED;
     else
         out->code = KW_VERIFY_VALID;

@@ -20,6 +20,7 @@
 #include "core/keyfmt.h"
 #include "core/model.h"
 #include "core/status.h"
+#include "core/timefmt.h"
 
 typedef struct kw_service kw_service;
 
@@ -77,7 +78,9 @@ kw_status kw_service_account_list(kw_service *svc, kw_account_list *out, kw_erro
 
 /*
  * Creates a key named `name` in `environment` (NULL: "production"), expiring
- * at expires_at (0: never). On success *out describes it and `secret`
+ * at expires_at (KW_TIME_NONE: never), which must be later than now and no
+ * later than KW_TIME_MAX: a time in the past, the epoch included, is
+ * refused with KW_ERR_INVALID and creates nothing. On success *out describes it and `secret`
  * receives the plaintext key, the only copy that will ever exist: the
  * caller shows it once and wipes it with sodium_memzero. At the account's
  * limit returns KW_ERR_LIMIT and creates nothing.

@@ -25,6 +25,7 @@ kw_status kw_service_root_key_create(kw_service *svc, const char *actor, const c
     if (st != KW_OK)
         return st;
     out->created_at = kw_service_now(svc);
+    out->last_used_at = KW_TIME_NONE;
     kw_audit au = {out->created_at, actor, "root_key.create"};
     for (int attempt = 0; attempt < 2; attempt++) {
         uint8_t hash[KW_HASH_BYTES];
@@ -179,6 +180,7 @@ kw_status kw_service_bootstrap(kw_service *svc, kw_account *account, kw_user *us
     kw_id_new("rk", root_key->id);
     snprintf(root_key->name, sizeof root_key->name, "first run");
     root_key->created_at = now;
+    root_key->last_used_at = KW_TIME_NONE;
 
     kw_service_generate_password(password);
     char hash[crypto_pwhash_STRBYTES];

@@ -1,76 +1,68 @@
 /*
  * validate.c - checks on user-supplied text.
+ *
+ * Unicode decoding and character properties come from libunistring, so the
+ * classes below follow the Unicode version it implements, not ranges kept
+ * by hand.
  */
 #include "core/validate.h"
 
 #include <ctype.h>
 #include <stdint.h>
 #include <string.h>
+#include <unictype.h>
+#include <unistr.h>
 
 #include "core/ids.h"
 #include "core/keyfmt.h"
 
-/*
- * Decodes one UTF-8 sequence at s (n bytes left) into *cp and returns its
- * length, or 0 when it is malformed: truncated, overlong, a surrogate, or
- * above U+10FFFF.
- */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    size_t len;
-    uint32_t min, v;
-    if ((s[0] & 0xE0) == 0xC0) {
-        len = 2, min = 0x80, v = s[0] & 0x1Fu;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        len = 3, min = 0x800, v = s[0] & 0x0Fu;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        len = 4, min = 0x10000, v = s[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3Fu);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 bool kw_utf8_valid(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    uint32_t cp;
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_decode(p + i, n - i, &cp);
-        if (len == 0)
-            return false;
-        i += len;
-    }
-    return true;
+    return u8_check((const uint8_t *)s, n) == NULL;
 }
 
-static bool is_space(uint32_t cp)
+/*
+ * Characters that show as nothing but space: White_Space, and U+2800
+ * BRAILLE PATTERN BLANK, a symbol to Unicode (the braille cell without dots)
+ * that renders as an empty gap. They are trimmed from the ends of a name,
+ * and a name of nothing else is empty; inside a name they are allowed
+ * unless is_forbidden refuses them (tab, line separator), since braille
+ * text spaces its words with U+2800. The Hangul fillers (U+115F, U+1160,
+ * U+3164, U+FFA0) are not listed: they are Default_Ignorable, refused
+ * wherever they stand.
+ */
+static bool is_blank(ucs4_t cp)
 {
-    return cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0xA0;
+    return uc_is_property_white_space(cp) || cp == 0x2800;
 }
 
-/* Characters a name may not hold: controls, and those that reorder or
- * break the text around them (Trojan Source-style spoofing in lists). */
-static bool is_forbidden(uint32_t cp)
+/*
+ * Why a name may not hold cp, as the end of "must not contain ...", or NULL
+ * when it may. Refused: controls (Cc); format characters (Cf: direction
+ * marks and overrides, joiners, soft hyphen, BOM, tags) and every other
+ * Default_Ignorable_Code_Point (variation selectors, fillers, unassigned
+ * ignorables), which render as nothing and let one name pass for another in
+ * a list; line and paragraph separators; noncharacters.
+ */
+static const char *forbidden_reason(ucs4_t cp)
 {
-    return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) ||
-           (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 ||
-           cp == 0x2029 || cp == 0x200E || cp == 0x200F || cp == 0xFEFF || cp == 0xFFFE ||
-           cp == 0xFFFF;
+    if (uc_is_general_category(cp, UC_CATEGORY_Cc))
+        return "control characters";
+    if (uc_is_general_category(cp, UC_CATEGORY_Cf) ||
+        uc_is_property_default_ignorable_code_point(cp))
+        return "invisible or formatting characters";
+    if (uc_is_general_category(cp, UC_CATEGORY_Zl) || uc_is_general_category(cp, UC_CATEGORY_Zp))
+        return "line or paragraph separators";
+    if (uc_is_property_not_a_character(cp))
+        return "noncharacters";
+    return NULL;
+}
+
+/* Decodes the code point at s (n > 0 bytes of valid UTF-8) into *cp; its length. */
+static size_t decode(const char *s, size_t n, ucs4_t *cp)
+{
+    int len = u8_mbtoucr(cp, (const uint8_t *)s, n);
+    return len > 0 ? (size_t)len : 1; /* never on checked input; never loop on it */
 }
 
 kw_status kw_validate_name(const char *in, const char *field, char out[KW_NAME_BUFSZ],
@@ -78,19 +70,16 @@ kw_status kw_validate_name(const char *in, const char *field, char out[KW_NAME_B
 {
     if (!in)
         return kw_error_set(err, KW_ERR_INVALID, "%s is required.", field);
-    const unsigned char *s = (const unsigned char *)in;
     size_t n = strlen(in);
     if (!kw_utf8_valid(in, n))
         return kw_error_set(err, KW_ERR_INVALID, "%s must be valid UTF-8.", field);
 
-    /* Find the first and last non-space code points. */
+    /* The first and last characters that are not blank. */
     size_t start = n, end = 0, chars = 0;
-    uint32_t cp = 0;
+    ucs4_t cp = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_decode(s + i, n - i, &cp);
-        if (len == 0) /* cannot happen after kw_utf8_valid; never loop on it */
-            return kw_error_set(err, KW_ERR_INVALID, "%s must be valid UTF-8.", field);
-        if (!is_space(cp)) {
+        size_t len = decode(in + i, n - i, &cp);
+        if (!is_blank(cp)) {
             if (start == n)
                 start = i;
             end = i + len;
@@ -98,13 +87,15 @@ kw_status kw_validate_name(const char *in, const char *field, char out[KW_NAME_B
         i += len;
     }
     if (start == n)
-        return kw_error_set(err, KW_ERR_INVALID, "%s must not be empty.", field);
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "%s must not be empty: it needs at least one visible character.",
+                            field);
     for (size_t i = start; i < end;) {
-        size_t len = utf8_decode(s + i, end - i, &cp);
-        if (len == 0 || is_forbidden(cp))
-            return kw_error_set(err, KW_ERR_INVALID,
-                                "%s must not contain control or direction-changing characters.",
-                                field);
+        size_t len = decode(in + i, end - i, &cp);
+        const char *reason = forbidden_reason(cp);
+        if (reason)
+            return kw_error_set(err, KW_ERR_INVALID, "%s must not contain %s (found U+%04X).",
+                                field, reason, (unsigned)cp);
         chars++;
         i += len;
     }

@@ -17,10 +17,13 @@
 bool kw_utf8_valid(const char *s, size_t n);
 
 /*
- * Checks a display name (of a key, account or root key) and writes it,
- * trimmed of surrounding white space, to out. It must be valid UTF-8 of 1 to
- * 100 characters after trimming, with no control characters and no
- * bidirectional-override characters. `field` names it in the message.
+ * Checks a display name (of a key, account or root key) and writes it to
+ * out, trimmed of surrounding blanks (Unicode White_Space and U+2800). It
+ * must be valid UTF-8 of 1 to 100 characters after trimming, none of them a
+ * control, format (Cf) or other default-ignorable character, a line or
+ * paragraph separator or a noncharacter: nothing invisible can make one
+ * name pass for another. `field` names it in the message, which also names
+ * the first refused character (U+XXXX).
  */
 kw_status kw_validate_name(const char *in, const char *field, char out[KW_NAME_BUFSZ],
                            kw_error *err);

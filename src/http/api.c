@@ -97,12 +97,12 @@ void kw_http_key_create(kw_http_req *req)
     if (!body)
         return;
     kw_error err;
-    int64_t expires_at = 0;
+    /* Absent and null both mean "never", which no time can be mistaken for. */
+    int64_t expires_at = KW_TIME_NONE;
     const char *expiry = kw_http_string(body, "expires_at");
-    if (expiry && !kw_time_parse(expiry, &expires_at)) {
+    if (expiry && kw_time_parse(expiry, "expires_at", &expires_at, &err) != KW_OK) {
         json_decref(body);
-        kw_http_reply_error(
-            req, 400, "\"expires_at\" must be an RFC 3339 UTC time like 2026-11-27T01:02:03Z.");
+        kw_http_reply_failure(req, &err);
         return;
     }
     kw_key key;

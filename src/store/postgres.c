@@ -148,10 +148,16 @@ static bool col_text(const PGresult *res, int row, int col, char *dst, size_t si
     return true;
 }
 
-/* An integer column; NULL reads as 0 (an absent time). */
+/* An integer column (never NULL). */
 static int64_t col_int(const PGresult *res, int row, int col)
 {
-    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* An optional time column: NULL reads as KW_TIME_NONE (absent). */
+static int64_t col_time(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? KW_TIME_NONE : col_int(res, row, col);
 }
 
 /* Row readers: fill one record from a row; false when a value does not fit. */
@@ -171,8 +177,8 @@ static bool read_key(const PGresult *res, int row, void *item)
     kw_key *k = item;
     memset(k, 0, sizeof *k);
     k->created_at = col_int(res, row, 5);
-    k->last_used_at = col_int(res, row, 6);
-    k->expires_at = col_int(res, row, 7);
+    k->last_used_at = col_time(res, row, 6);
+    k->expires_at = col_time(res, row, 7);
     return col_text(res, row, 0, k->id, sizeof k->id) &&
            col_text(res, row, 1, k->account_id, sizeof k->account_id) &&
            col_text(res, row, 2, k->name, sizeof k->name) &&
@@ -185,7 +191,7 @@ static bool read_root_key(const PGresult *res, int row, void *item)
     kw_root_key *rk = item;
     memset(rk, 0, sizeof *rk);
     rk->created_at = col_int(res, row, 3);
-    rk->last_used_at = col_int(res, row, 4);
+    rk->last_used_at = col_time(res, row, 4);
     return col_text(res, row, 0, rk->id, sizeof rk->id) &&
            col_text(res, row, 1, rk->name, sizeof rk->name) &&
            col_text(res, row, 2, rk->masked, sizeof rk->masked);
@@ -581,7 +587,7 @@ static kw_status op_key_list(kw_store *base, const char *account_id, int64_t now
                                  &out->count, "t", account_id);
     out->items = items;
     for (size_t i = 0; i < out->count; i++)
-        if (out->items[i].expires_at == 0 || out->items[i].expires_at > now)
+        if (kw_key_active(&out->items[i], now))
             out->active_count++;
     return status;
 }

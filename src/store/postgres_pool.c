@@ -311,7 +311,7 @@ kw_status kw_pg_vrun(kw_pg_conn *c, int q, PGresult **out, int64_t *rows, const 
         case 'o': {
             int64_t v = va_arg(ap, int64_t);
             snprintf(numbers[n], sizeof numbers[n], "%" PRId64, v);
-            values[n] = fmt[n] == 'o' && v == 0 ? NULL : numbers[n];
+            values[n] = fmt[n] == 'o' && v == KW_TIME_NONE ? NULL : numbers[n];
             break;
         }
         case 'h':

@@ -55,7 +55,7 @@ void kw_pg_release(kw_pg_pool *p, kw_pg_conn *c);
 /*
  * Runs statement q with the arguments after fmt bound to $1, $2, ..., one
  * per character of fmt: 't' const char * (NULL binds NULL), 'i' int64_t,
- * 'o' int64_t where 0 binds NULL (an absent time), 'h' a KW_HASH_BYTES byte
+ * 'o' an optional time (int64_t) where KW_TIME_NONE binds NULL, 'h' a KW_HASH_BYTES byte
  * hash (sent as binary bytea). On KW_OK *out (when not NULL) receives the
  * result, which the caller frees with PQclear, and *rows (when not NULL)
  * the number of rows the statement affected. On failure *out is NULL and

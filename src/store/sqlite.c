@@ -18,10 +18,12 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define POOL_SIZE 8
@@ -124,8 +126,13 @@ static const char *const query_sql[Q_COUNT] = {
 typedef struct {
     kw_store base;
     kw_sqlite_pool *pool;
-    kw_sqlite_watch *watch; /* NULL: no change token, no verification cache */
+    kw_sqlite_watch *watch;        /* NULL: no change token, no verification cache */
+    atomic_bool checkpoint_owed;   /* a delete's checkpoint gave up: retry after commits */
+    atomic_llong checkpoint_tried; /* when it was last tried, CLOCK_MONOTONIC ms */
 } sqlite_store;
+
+/* How often a commit may retry an owed checkpoint, without waiting. */
+#define OWED_RETRY_MS 1000
 
 /*
  * Copies text column i of st into dst (size bytes); NULL gives "". Returns
@@ -146,6 +153,12 @@ static bool col_text(sqlite3_stmt *st, int i, char *dst, size_t size)
     return true;
 }
 
+/* An optional time column: NULL reads as KW_TIME_NONE (absent). */
+static int64_t col_time(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? KW_TIME_NONE : sqlite3_column_int64(st, i);
+}
+
 /* Row readers: fill one record from the current row; false when a value does not fit. */
 typedef bool (*row_reader)(sqlite3_stmt *st, void *item);
 
@@ -162,8 +175,8 @@ static bool read_key(sqlite3_stmt *st, void *item)
     kw_key *k = item;
     memset(k, 0, sizeof *k);
     k->created_at = sqlite3_column_int64(st, 5);
-    k->last_used_at = sqlite3_column_int64(st, 6); /* NULL reads as 0: absent */
-    k->expires_at = sqlite3_column_int64(st, 7);
+    k->last_used_at = col_time(st, 6);
+    k->expires_at = col_time(st, 7);
     return col_text(st, 0, k->id, sizeof k->id) &&
            col_text(st, 1, k->account_id, sizeof k->account_id) &&
            col_text(st, 2, k->name, sizeof k->name) &&
@@ -176,7 +189,7 @@ static bool read_root_key(sqlite3_stmt *st, void *item)
     kw_root_key *rk = item;
     memset(rk, 0, sizeof *rk);
     rk->created_at = sqlite3_column_int64(st, 3);
-    rk->last_used_at = sqlite3_column_int64(st, 4);
+    rk->last_used_at = col_time(st, 4);
     return col_text(st, 0, rk->id, sizeof rk->id) && col_text(st, 1, rk->name, sizeof rk->name) &&
            col_text(st, 2, rk->masked, sizeof rk->masked);
 }
@@ -333,10 +346,41 @@ static kw_status tx_open(kw_store *base, kw_sqlite_conn **c)
     return status;
 }
 
-/* Commits when status is KW_OK, else rolls back; releases c; returns the final status. */
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Runs the checkpoint that removes deleted hashes from the files (see
+ * delete_row): after a delete (`delete` true), waiting a little for
+ * readers; after any other commit only when an earlier one gave up, at
+ * most once per OWED_RETRY_MS and without waiting, so that a long reader
+ * (a backup) does not slow every write down. Remembers it as owed while
+ * it does not complete.
+ */
+static void settle_checkpoint(kw_store *base, kw_sqlite_conn *c, bool delete)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    long long now = monotonic_ms();
+    if (!delete &&(!atomic_load(&s->checkpoint_owed) ||
+                   now - atomic_load(&s->checkpoint_tried) < OWED_RETRY_MS))
+        return;
+    atomic_store(&s->checkpoint_tried, now);
+    atomic_store(&s->checkpoint_owed, kw_sqlite_checkpoint(c, delete) != KW_OK);
+}
+
+/*
+ * Commits when status is KW_OK, else rolls back; after a commit, runs a
+ * checkpoint that a delete still owes; releases c; returns the final status.
+ */
 static kw_status tx_close(kw_store *base, kw_sqlite_conn *c, kw_status status)
 {
     status = kw_sqlite_end(c, status);
+    if (status == KW_OK)
+        settle_checkpoint(base, c, false);
     kw_sqlite_release(STORE(base), c);
     return status;
 }
@@ -428,7 +472,7 @@ static kw_status op_key_list(kw_store *base, const char *account_id, int64_t now
                                  &out->count, "t", account_id);
     out->items = items;
     for (size_t i = 0; i < out->count; i++)
-        if (out->items[i].expires_at == 0 || out->items[i].expires_at > now)
+        if (kw_key_active(&out->items[i], now))
             out->active_count++;
     return status;
 }
@@ -439,9 +483,25 @@ static kw_status op_key_get(kw_store *base, const char *account_id, const char *
 }
 
 /*
+ * A delete removes the hash from the files, not only from the table. Every
+ * connection runs with secure_delete, so the delete zeroes the freed cells
+ * in the new versions of its pages; but older frames in the WAL (the
+ * insert, last-used updates) and the database file itself still hold the
+ * hash. So the delete, once committed, checkpoints (kw_sqlite_checkpoint):
+ * every frame is copied into the database file and the WAL is cut to zero
+ * bytes, without making readers or writers wait. The delete has committed
+ * already, so when the checkpoint gives up (a reader held an old snapshot
+ * for 0.1 s: a backup step, a machine starved of CPU) the store owes it,
+ * and tries it again after its later commits of any change (the next key,
+ * the next batch of last-used times), at most once a second and without
+ * waiting; closing the last connection also checkpoints and removes the
+ * WAL.
+ */
+/*
  * Deletes a key row (the Q_KEY_NAME or Q_ROOT_NAME lookup `name_q`, then
- * `delete_q`) and records it, in one transaction. account_id is NULL for
- * root keys, which belong to no account.
+ * `delete_q`) and records it, in one transaction, then checkpoints so that
+ * its hash leaves the database and WAL files too (above). account_id is
+ * NULL for root keys, which belong to no account.
  */
 static kw_status delete_row(kw_store *base, int name_q, int delete_q, const char *account_id,
                             const char *id, const kw_audit *au)
@@ -459,7 +519,11 @@ static kw_status delete_row(kw_store *base, int name_q, int delete_q, const char
         status = kw_sqlite_exec(c, delete_q, "t", id);
     if (status == KW_OK)
         status = audit(c, au, account_id, id, name);
-    return tx_close(base, c, status);
+    status = kw_sqlite_end(c, status);
+    if (status == KW_OK)
+        settle_checkpoint(base, c, true);
+    kw_sqlite_release(STORE(base), c);
+    return status;
 }
 
 static kw_status op_key_delete(kw_store *base, const char *account_id, const char *key_id,
@@ -799,6 +863,8 @@ kw_status kw_store_sqlite_open(const char *path, kw_store **out, kw_error *err)
                             sqlite3_errstr(rc));
     }
     s->base.ops = &sqlite_ops;
+    atomic_init(&s->checkpoint_owed, false);
+    atomic_init(&s->checkpoint_tried, 0);
     s->watch = kw_sqlite_watch_open(path);
     *out = &s->base;
     return KW_OK;

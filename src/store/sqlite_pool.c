@@ -9,10 +9,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/model.h"
 
-#define BUSY_TIMEOUT_MS 5000
+#define BUSY_TIMEOUT_MS    5000
+#define CHECKPOINT_WAIT_US 100000 /* how long kw_sqlite_checkpoint waits for readers */
+#define CHECKPOINT_POLL_US 100
 
 enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK };
 
@@ -184,7 +187,7 @@ static int bind_args(sqlite3_stmt *st, const char *fmt, va_list ap)
             break;
         case 'o': {
             int64_t v = va_arg(ap, int64_t);
-            rc = v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+            rc = v == KW_TIME_NONE ? sqlite3_bind_null(st, i) : sqlite3_bind_int64(st, i, v);
             break;
         }
         case 'h':
@@ -278,4 +281,43 @@ kw_status kw_sqlite_end(kw_sqlite_conn *c, kw_status status)
     if (!sqlite3_get_autocommit(c->db) && tx(c, TX_ROLLBACK) != SQLITE_OK)
         c->broken = true;
     return status;
+}
+
+/*
+ * One try at emptying the WAL, without waiting for anyone: a PASSIVE
+ * checkpoint copies what no reader still needs and takes no writer lock;
+ * only when it has copied every frame does a TRUNCATE checkpoint follow,
+ * which holds the writer lock just long enough to see that no reader still
+ * reads the WAL and to cut it.
+ */
+static int try_checkpoint(sqlite3 *db)
+{
+    int log = -1, copied = -1;
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+    if (rc == SQLITE_OK && log != copied)
+        rc = SQLITE_BUSY;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    return rc;
+}
+
+/*
+ * The waiting is done here, between tries, and not by SQLite's busy
+ * handler: a FULL or TRUNCATE checkpoint holds the writer lock while its
+ * busy handler waits, so every writer would wait with it; and the handler's
+ * sleeps (1, 2, 5, ... 100 ms) lose to readers that keep arriving, which
+ * hold their locks for microseconds, for the whole busy timeout.
+ */
+kw_status kw_sqlite_checkpoint(kw_sqlite_conn *c, bool wait)
+{
+    sqlite3_busy_handler(c->db, NULL, NULL);
+    int rc = try_checkpoint(c->db);
+    for (long waited = 0; wait && (rc & 0xff) == SQLITE_BUSY && waited < CHECKPOINT_WAIT_US;
+         waited += CHECKPOINT_POLL_US) {
+        struct timespec pause = {0, CHECKPOINT_POLL_US * 1000L};
+        nanosleep(&pause, NULL);
+        rc = try_checkpoint(c->db);
+    }
+    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    return kw_sqlite_status(rc);
 }

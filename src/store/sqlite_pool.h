@@ -50,7 +50,7 @@ void kw_sqlite_release(kw_sqlite_pool *p, kw_sqlite_conn *c);
 /*
  * Runs statement q with the arguments after fmt bound to parameters 1, 2,
  * ..., one per character of fmt: 't' const char * (NULL binds NULL), 'i'
- * int64_t, 'o' int64_t where 0 binds NULL (an absent time), 'h' a
+ * int64_t, 'o' an optional time (int64_t) where KW_TIME_NONE binds NULL, 'h' a
  * KW_HASH_BYTES byte hash. Values are not copied. Steps once and returns
  * SQLITE_ROW, SQLITE_DONE or an error code; *out receives the statement (or
  * NULL), which the caller reads and then hands to kw_sqlite_done.
@@ -72,5 +72,15 @@ kw_status kw_sqlite_begin(kw_sqlite_conn *c);
  * else rolls back so that nothing is half-written. Returns the final status.
  */
 kw_status kw_sqlite_end(kw_sqlite_conn *c, kw_status status);
+
+/*
+ * Outside a transaction: copies every frame of the WAL into the database
+ * file and truncates the WAL to zero bytes. When readers of older snapshots
+ * or another writer are in the way it tries again every 0.1 ms, for at
+ * most about 0.1 s, if `wait`, else not at all; then it gives up with
+ * KW_ERR_UNAVAILABLE, having copied what it could. Neither readers nor
+ * writers wait for it, except for the moment the WAL is cut.
+ */
+kw_status kw_sqlite_checkpoint(kw_sqlite_conn *c, bool wait);
 
 #endif

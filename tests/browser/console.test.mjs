@@ -339,6 +339,28 @@ test(
 );
 
 test(
+  'a name with an invisible character (U+200B): the server refuses it and the dialog shows its message; nothing is created',
+  async () => {
+    await gotoApiKeys(page);
+    const before = await srv.listKeys();
+    await createButton(page).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    await dialog.getByLabel('API Key Name', { exact: true }).fill('Vendor\u200bA');
+    await dialog.getByRole('button', { name: 'Generate key', exact: true }).click();
+    const alert = dialog.getByRole('alert').filter({ hasText: 'U+200B' });
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /name must not contain invisible or formatting characters \(found U\+200B\)/);
+    await shot(page, 'invisible-name');
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    const after = await srv.listKeys();
+    assert.deepEqual(after.keys.map((k) => k.id), before.keys.map((k) => k.id), 'nothing was created');
+  },
+  { needs: SIGNED_IN },
+);
+
+test(
   'delete it: Delete, the Delete Key pop-up warns, Delete key; gone from the list, fails verification',
   async () => {
     await gotoApiKeys(page);

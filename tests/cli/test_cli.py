@@ -4,6 +4,7 @@
 Every test runs the built binary ($KEYWARD_BIN) in a fresh directory.
 """
 
+import datetime
 import json
 import os
 import re
@@ -493,6 +494,68 @@ def test_bad_key_names_and_environments():
     eq((doc["name"], doc["expires_at"]), ("Trimmed", "2099-01-01T00:00:00Z"), "trim, expiry")
     doc, _ = new_key(acc, "x" * 100, "s1")
     eq(len(doc["name"]), 100, "100 characters allowed")
+
+
+def test_invisible_names_are_refused():
+    """keyward refuses invisible and formatting characters in key, account and
+    root key names, naming the character, and creates nothing."""
+    acc = account("Invisible")
+    accounts = js(["account", "list"])
+    root_keys = js(["root-key", "list"])
+    for ch in ("\u200b", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u3164", "\U000e0041"):
+        code = "U+%04X" % ord(ch)
+        for args in (["key", "create", "--account", acc, "--name", "a%sb" % ch],
+                     ["account", "create", "%sAcme" % ch],
+                     ["root-key", "create", "--name", "ops%s" % ch]):
+            rc, out, err = run(args)
+            eq(rc, 1, "exit for %r" % args)
+            eq(out, "", "stdout for %r" % args)
+            check("name must not contain" in err and code in err,
+                  "message %r for %r does not name %s" % (err, args, code))
+    for blank in ("\u2800", "\u3000 \u2800"):
+        rc, _, err = run(["key", "create", "--account", acc, "--name", blank])
+        eq(rc, 1, "exit for blank name %r" % blank)
+        check("name must not be empty" in err, err)
+    eq(key_ids(acc), [], "no key created")
+    eq(js(["account", "list"]), accounts, "no account created")
+    eq(js(["root-key", "list"]), root_keys, "no root key created")
+
+
+def test_key_expiry_boundaries():
+    """The CLI reads --expires-at as the API does: the epoch however written
+    and any past second are refused, naming expires_at, and create nothing."""
+    acc = account("Expiry")
+    past = datetime.datetime.fromtimestamp(int(time.time()) - 1, datetime.timezone.utc)
+    refused = [
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z has already passed"),
+        ("1970-01-01T01:00:00+01:00", "1970-01-01T00:00:00Z has already passed"),
+        ("1969-12-31T23:00:00-01:00", "1970-01-01T00:00:00Z has already passed"),
+        (past.strftime("%Y-%m-%dT%H:%M:%SZ"), "in the future"),
+        ("10000-01-01T00:00:00Z", "RFC 3339"),
+        ("9999-12-31T23:59:59-00:01", "9999-12-31T23:59:59Z"),
+        ("2099-06-15T12:00:60Z", "leap second"),
+        ("2099-01-01T00:00:00+24:00", "does not exist"),
+        ("", "RFC 3339"),
+    ]
+    for value, says in refused:
+        rc, out, err = run(["key", "create", "--account", acc, "--name", "x",
+                            "--expires-at", value])
+        eq(rc, 1, "exit for --expires-at %r" % value)
+        eq(out, "", "stdout for --expires-at %r" % value)
+        check("expires_at" in err and says in err,
+              "message %r for %r does not name expires_at and say %r" % (err, value, says))
+    eq(key_ids(acc), [], "a refused expiry creates nothing")
+    for value, stored in [
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+        ("2098-12-31T23:59:60Z", "2098-12-31T23:59:59Z"),
+        ("2099-01-01t14:00:00.5+14:00", "2099-01-01T00:00:00Z"),
+    ]:
+        doc, _ = new_key(acc, "accepted", extra=["--expires-at", value])
+        eq(doc["expires_at"], stored, "expires_at of %r" % value)
+    doc, _ = new_key(acc, "never")
+    eq(doc["expires_at"], None, "no --expires-at: never")
+    out, _ = ok_run(["key", "show", "--account", acc, doc["id"]])
+    check(re.search(r"expires_at:\s+never", out), "human output says never: %r" % out)
 
 
 def test_other_accounts_keys_are_not_found():

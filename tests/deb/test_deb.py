@@ -138,7 +138,8 @@ def test_contents():
     _, conffiles, _ = sh(["dpkg-deb", "-I", deb, "conffiles"])
     eq(conffiles.split(), ["/etc/keyward/keyward.conf"], "conffiles")
     depends = sh(["dpkg-deb", "-f", deb, "Depends"])[1]
-    for lib in ("libsodium23", "libsqlite3-0", "libmicrohttpd12", "libpq5", "adduser"):
+    for lib in ("libsodium23", "libsqlite3-0", "libmicrohttpd12", "libpq5", "libunistring",
+                "adduser"):
         check(lib in depends, "Depends lacks %s: %s" % (lib, depends))
     with open(os.path.join(S["x"], "usr/share/doc/keyward/copyright"), encoding="utf-8") as f:
         copyright_text = f.read()

@@ -621,6 +621,89 @@ def test_key_create_validation():
     eq(k["environment"], "a" + "b2" * 7 + "c", "16-character environment")
 
 
+INVISIBLE = [
+    "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2060", "\u00ad", "\ufeff",
+    "\u202e", "\u2066", "\u180e", "\u034f", "\ufe0f", "\u3164", "\uffa0", "\u115f",
+    "\U000e0041", "\U000e0001", "\U000e0100",
+]
+
+
+def test_invisible_names_are_refused():
+    """A name holding a format or default-ignorable character, or only blanks,
+    is refused with a message naming the field and the character, for keys
+    and accounts alike; no key is created."""
+    acc = new_account("Invisible")
+    path = "/v1/accounts/%s/keys" % acc
+    for ch in INVISIBLE:
+        code = "U+%04X" % ord(ch)
+        for name in ("a%sb" % ch, "%sAcme" % ch, "Acme %s" % ch, ch):
+            for where in (path, "/v1/accounts"):
+                msg = expect_error(400, "invalid_request", "POST", where, {"name": name},
+                                   root=True)
+                check(msg.startswith("name must not contain") and code in msg,
+                      "%s: message %r for %r does not name the field and %s"
+                      % (where, msg, name, code))
+    for blank in ("\u3000", "\u2800", " \u2800\u3000\u00a0 ", "\u2028", "\u0085"):
+        for where in (path, "/v1/accounts"):
+            msg = expect_error(400, "invalid_request", "POST", where, {"name": blank}, root=True)
+            check(msg.startswith("name must not be empty"), "%r: %r" % (blank, msg))
+    _, listing = expect(200, "GET", path, root=True)
+    eq(listing["keys"], [], "no key was created by a refused name")
+    for name in ("\u2801\u2800\u2803", "\u6771\u4eac\u3000\u5927", "Cafe\u0301"):
+        key, _ = new_key(acc, name)
+        eq(key["name"], name, "visible name %r" % name)
+    key, _ = new_key(acc, "\u3000\u2800 Trimmed \u2800\u00a0")
+    eq(key["name"], "Trimmed", "blanks are trimmed from the ends")
+
+
+def test_key_expiry_boundaries():
+    """No expiry (absent or null) is apart from every time: the epoch however
+    written, and any past second, is refused and creates nothing; times parse
+    to the second in UTC up to 9999-12-31T23:59:59Z."""
+    acc = new_account("Expiry")
+    path = "/v1/accounts/%s/keys" % acc
+    refused = [
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z has already passed"),
+        ("1970-01-01T01:00:00+01:00", "1970-01-01T00:00:00Z has already passed"),
+        ("1969-12-31T23:00:00-01:00", "1970-01-01T00:00:00Z has already passed"),
+        ("1970-01-01t00:00:00z", "in the future"),
+        ("1970-01-01T00:00:00.999Z", "in the future"),
+        (rfc3339(time.time() - 1), "in the future"),
+        ("10000-01-01T00:00:00Z", "RFC 3339"),
+        ("9999-12-31T23:59:59-00:01", "9999-12-31T23:59:59Z"),
+        ("2099-06-15T12:00:60Z", "leap second"),
+        ("2099-01-01T00:00:00+24:00", "does not exist"),
+        ("2099-01-01T00:00:00+14:60", "does not exist"),
+        ("2099-02-29T00:00:00Z", "does not exist"),
+        ("2099-01-01 00:00:00Z", "RFC 3339"),
+    ]
+    for value, says in refused:
+        msg = expect_error(400, "invalid_request", "POST", path,
+                           {"name": "refused", "expires_at": value}, root=True)
+        check("expires_at" in msg and says in msg,
+              "message %r for %r does not name expires_at and say %r" % (msg, value, says))
+    _, listing = expect(200, "GET", path, root=True)
+    eq(listing["keys"], [], "a refused expiry creates nothing")
+    accepted = [
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+        ("2098-12-31T23:59:60Z", "2098-12-31T23:59:59Z"),
+        ("2099-01-01T13:59:60+14:00", "2098-12-31T23:59:59Z"),
+        ("2099-01-01t14:00:00+14:00", "2099-01-01T00:00:00Z"),
+        ("2098-12-31T12:00:00-12:00", "2099-01-01T00:00:00Z"),
+        ("2099-01-01T00:00:00.999999z", "2099-01-01T00:00:00Z"),
+    ]
+    for value, stored in accepted:
+        key, secret = new_key(acc, "accepted", expires_at=value)
+        eq(key["expires_at"], stored, "expires_at of %r" % value)
+        eq(verify(secret)["code"], "VALID", "a key expiring at %r verifies" % value)
+    for body in ({"name": "absent"}, {"name": "null", "expires_at": None}):
+        _, doc = expect(201, "POST", path, body, root=True)
+        eq(doc["key"]["expires_at"], None, "no expiry for %r" % body)
+        eq(verify(doc["secret"])["code"], "VALID", "a key without expiry verifies")
+    _, listing = expect(200, "GET", path, root=True)
+    eq(listing["active_count"], len(accepted) + 2, "every accepted key is active")
+
+
 def test_content_type_must_be_json():
     acc = srv().account_id
     routes = [

@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NOW ((int64_t)1700000000)
+#define NOW   ((int64_t)1700000000)
+#define NEVER KW_TIME_NONE
 
 static const kw_audit cli_audit = {.at = NOW, .actor = "cli", .action = "test"};
 
@@ -47,7 +48,7 @@ void sc_add_account(kw_store *s, const char *id)
 
 static kw_key make_key(const char *id, const char *account_id, int64_t expires_at)
 {
-    kw_key k = {.created_at = NOW, .expires_at = expires_at};
+    kw_key k = {.created_at = NOW, .last_used_at = KW_TIME_NONE, .expires_at = expires_at};
     snprintf(k.id, sizeof k.id, "%s", id);
     snprintf(k.account_id, sizeof k.account_id, "%s", account_id);
     snprintf(k.name, sizeof k.name, "Name of %s", id);
@@ -122,9 +123,9 @@ static void test_key_round_trip(void **state)
 {
     kw_store *s = fixture_store(state);
     sc_add_account(s, "acc_a");
-    assert_int_equal(add_key(s, "key_1", "acc_a", 1, 0, 25), KW_OK);
+    assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 25), KW_OK);
     assert_int_equal(add_key(s, "key_2", "acc_a", 2, NOW + 60, 25), KW_OK);
-    assert_int_equal(add_key(s, "key_3", "acc_nope", 3, 0, 25), KW_ERR_NOT_FOUND);
+    assert_int_equal(add_key(s, "key_3", "acc_nope", 3, NEVER, 25), KW_ERR_NOT_FOUND);
 
     kw_key k;
     assert_int_equal(s->ops->key_get(s, "acc_a", "key_2", &k), KW_OK);
@@ -134,7 +135,7 @@ static void test_key_round_trip(void **state)
     assert_string_equal(k.environment, "production");
     assert_string_equal(k.masked, "kw_production_AbCd...2");
     assert_int_equal(k.created_at, NOW);
-    assert_int_equal(k.last_used_at, 0);
+    assert_int_equal(k.last_used_at, KW_TIME_NONE);
     assert_int_equal(k.expires_at, NOW + 60);
 
     kw_key_list list;
@@ -154,7 +155,7 @@ static void test_key_round_trip(void **state)
     assert_int_equal(s->ops->key_find(s, hash, 1, &k), KW_OK);
     assert_string_equal(k.id, "key_1");
     assert_string_equal(k.account_id, "acc_a");
-    assert_int_equal(k.expires_at, 0);
+    assert_int_equal(k.expires_at, KW_TIME_NONE);
     assert_int_equal(s->ops->key_find(s, hash, 2, &k), KW_ERR_NOT_FOUND);
     make_hash(hash, 9);
     assert_int_equal(s->ops->key_find(s, hash, 1, &k), KW_ERR_NOT_FOUND);
@@ -167,10 +168,10 @@ static void test_limit_is_enforced_and_refusal_writes_nothing(void **state)
     for (int i = 0; i < 3; i++) {
         char id[16];
         snprintf(id, sizeof id, "key_%d", i);
-        assert_int_equal(add_key(s, id, "acc_a", i, 0, 3), KW_OK);
+        assert_int_equal(add_key(s, id, "acc_a", i, NEVER, 3), KW_OK);
     }
     size_t audits = sc_audit_count(s);
-    assert_int_equal(add_key(s, "key_x", "acc_a", 10, 0, 3), KW_ERR_LIMIT);
+    assert_int_equal(add_key(s, "key_x", "acc_a", 10, NEVER, 3), KW_ERR_LIMIT);
     assert_int_equal(sc_audit_count(s), audits);
     assert_int_equal(key_count(s, "acc_a"), 3);
     kw_key k;
@@ -183,10 +184,10 @@ static void test_expired_keys_do_not_count(void **state)
     sc_add_account(s, "acc_a");
     assert_int_equal(add_key(s, "key_old1", "acc_a", 1, NOW - 10, 3), KW_OK);
     assert_int_equal(add_key(s, "key_old2", "acc_a", 2, NOW, 3), KW_OK); /* expires now */
-    assert_int_equal(add_key(s, "key_a", "acc_a", 3, 0, 3), KW_OK);
+    assert_int_equal(add_key(s, "key_a", "acc_a", 3, NEVER, 3), KW_OK);
     assert_int_equal(add_key(s, "key_b", "acc_a", 4, NOW + 1, 3), KW_OK);
-    assert_int_equal(add_key(s, "key_c", "acc_a", 5, 0, 3), KW_OK);
-    assert_int_equal(add_key(s, "key_d", "acc_a", 6, 0, 3), KW_ERR_LIMIT);
+    assert_int_equal(add_key(s, "key_c", "acc_a", 5, NEVER, 3), KW_OK);
+    assert_int_equal(add_key(s, "key_d", "acc_a", 6, NEVER, 3), KW_ERR_LIMIT);
     kw_key_list list;
     assert_int_equal(s->ops->key_list(s, "acc_a", NOW, &list), KW_OK);
     assert_int_equal(list.count, 5);
@@ -194,13 +195,51 @@ static void test_expired_keys_do_not_count(void **state)
     kw_key_list_free(&list);
 }
 
+/*
+ * An expiry at the epoch, or before it, is a time like any other (already
+ * past), never "no expiry": the list, the active count and the key limit
+ * all see those keys as expired, and only NEVER as unexpiring.
+ */
+static void test_expiry_at_the_epoch_is_a_time(void **state)
+{
+    kw_store *s = fixture_store(state);
+    sc_add_account(s, "acc_a");
+    assert_int_equal(add_key(s, "key_epoch", "acc_a", 1, 0, 2), KW_OK);
+    assert_int_equal(add_key(s, "key_before", "acc_a", 2, -1, 2), KW_OK);
+    assert_int_equal(add_key(s, "key_never", "acc_a", 3, NEVER, 2), KW_OK);
+    kw_key k;
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_epoch", &k), KW_OK);
+    assert_int_equal(k.expires_at, 0);
+    assert_false(kw_key_active(&k, NOW));
+    assert_int_equal(k.last_used_at, KW_TIME_NONE);
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_before", &k), KW_OK);
+    assert_int_equal(k.expires_at, -1);
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_never", &k), KW_OK);
+    assert_int_equal(k.expires_at, KW_TIME_NONE);
+    assert_true(kw_key_active(&k, INT64_MAX));
+
+    kw_key_list list;
+    assert_int_equal(s->ops->key_list(s, "acc_a", NOW, &list), KW_OK);
+    assert_int_equal(list.count, 3);
+    assert_int_equal(list.active_count, 1);
+    kw_key_list_free(&list);
+    int64_t active = -1;
+    assert_int_equal(s->ops->key_count_active(s, NOW, &active), KW_OK);
+    assert_int_equal(active, 1);
+    /* With a limit of 2, one more unexpiring key fits, and then no more. */
+    assert_int_equal(add_key(s, "key_more", "acc_a", 4, NEVER, 2), KW_OK);
+    assert_int_equal(add_key(s, "key_full", "acc_a", 5, NEVER, 2), KW_ERR_LIMIT);
+    assert_int_equal(s->ops->key_count_active(s, NOW, &active), KW_OK);
+    assert_int_equal(active, 2);
+}
+
 static void test_duplicate_hash_conflicts(void **state)
 {
     kw_store *s = fixture_store(state);
     sc_add_account(s, "acc_a");
-    assert_int_equal(add_key(s, "key_1", "acc_a", 1, 0, 25), KW_OK);
+    assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 25), KW_OK);
     size_t audits = sc_audit_count(s);
-    assert_int_equal(add_key(s, "key_2", "acc_a", 1, 0, 25), KW_ERR_CONFLICT);
+    assert_int_equal(add_key(s, "key_2", "acc_a", 1, NEVER, 25), KW_ERR_CONFLICT);
     assert_int_equal(sc_audit_count(s), audits);
     assert_int_equal(key_count(s, "acc_a"), 1);
 }
@@ -210,7 +249,7 @@ static void test_other_account_sees_nothing(void **state)
     kw_store *s = fixture_store(state);
     sc_add_account(s, "acc_a");
     sc_add_account(s, "acc_b");
-    assert_int_equal(add_key(s, "key_1", "acc_a", 1, 0, 25), KW_OK);
+    assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 25), KW_OK);
     size_t audits = sc_audit_count(s);
     kw_key k;
     assert_int_equal(s->ops->key_get(s, "acc_b", "key_1", &k), KW_ERR_NOT_FOUND);
@@ -224,7 +263,7 @@ static void test_delete(void **state)
 {
     kw_store *s = fixture_store(state);
     sc_add_account(s, "acc_a");
-    assert_int_equal(add_key(s, "key_1", "acc_a", 1, 0, 25), KW_OK);
+    assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 25), KW_OK);
     kw_audit au = {.at = NOW + 5, .actor = "user:usr_x", .action = "key.delete"};
     assert_int_equal(s->ops->key_delete(s, "acc_a", "key_1", &au), KW_OK);
     uint8_t hash[KW_HASH_BYTES];
@@ -247,7 +286,7 @@ static void test_delete(void **state)
     assert_int_equal(s->ops->key_delete(s, "acc_a", "key_1", &au), KW_ERR_NOT_FOUND);
     assert_int_equal(sc_audit_count(s), audits);
     /* The slot is free again, and so is the hash. */
-    assert_int_equal(add_key(s, "key_2", "acc_a", 1, 0, 1), KW_OK);
+    assert_int_equal(add_key(s, "key_2", "acc_a", 1, NEVER, 1), KW_OK);
 }
 
 static void test_audit_list_newest_first(void **state)
@@ -255,7 +294,7 @@ static void test_audit_list_newest_first(void **state)
     kw_store *s = fixture_store(state);
     sc_add_account(s, "acc_a");
     sc_add_account(s, "acc_b");
-    assert_int_equal(add_key(s, "key_1", "acc_a", 1, 0, 25), KW_OK);
+    assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 25), KW_OK);
     kw_audit_list log;
     assert_int_equal(s->ops->audit_list(s, NULL, 2, &log), KW_OK);
     assert_int_equal(log.count, 2);
@@ -269,8 +308,12 @@ static void test_touch_only_raises(void **state)
 {
     kw_store *s = fixture_store(state);
     sc_add_account(s, "acc_a");
-    assert_int_equal(add_key(s, "key_1", "acc_a", 1, 0, 25), KW_OK);
-    kw_root_key rk = {.id = "rk_1", .name = "ops", .masked = "kw_root_Ab...", .created_at = NOW};
+    assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 25), KW_OK);
+    kw_root_key rk = {.id = "rk_1",
+                      .name = "ops",
+                      .masked = "kw_root_Ab...",
+                      .created_at = NOW,
+                      .last_used_at = KW_TIME_NONE};
     uint8_t hash[KW_HASH_BYTES];
     make_hash(hash, 50);
     assert_int_equal(s->ops->root_key_insert(s, &rk, hash, 1, &cli_audit), KW_OK);
@@ -295,11 +338,23 @@ static void test_root_keys(void **state)
     uint8_t h1[KW_HASH_BYTES], h2[KW_HASH_BYTES];
     make_hash(h1, 1);
     make_hash(h2, 2);
-    kw_root_key a = {.id = "rk_a", .name = "deploy", .masked = "kw_root_Aa...", .created_at = NOW};
-    kw_root_key b = {.id = "rk_b", .name = "ops", .masked = "kw_root_Bb...", .created_at = NOW};
+    kw_root_key a = {.id = "rk_a",
+                     .name = "deploy",
+                     .masked = "kw_root_Aa...",
+                     .created_at = NOW,
+                     .last_used_at = KW_TIME_NONE};
+    kw_root_key b = {.id = "rk_b",
+                     .name = "ops",
+                     .masked = "kw_root_Bb...",
+                     .created_at = NOW,
+                     .last_used_at = KW_TIME_NONE};
     assert_int_equal(s->ops->root_key_insert(s, &a, h1, 3, &cli_audit), KW_OK);
     assert_int_equal(s->ops->root_key_insert(s, &b, h2, 3, &cli_audit), KW_OK);
-    kw_root_key dup = {.id = "rk_c", .name = "dup", .masked = "m", .created_at = NOW};
+    kw_root_key dup = {.id = "rk_c",
+                       .name = "dup",
+                       .masked = "m",
+                       .created_at = NOW,
+                       .last_used_at = KW_TIME_NONE};
     assert_int_equal(s->ops->root_key_insert(s, &dup, h1, 3, &cli_audit), KW_ERR_CONFLICT);
 
     kw_root_key_list list;
@@ -373,7 +428,7 @@ static void *insert_thread(void *arg)
     for (int i = 0; i < 10; i++) {
         char id[32];
         snprintf(id, sizeof id, "key_t%di%d", job->thread, i);
-        kw_status st = add_key(job->store, id, "acc_a", 1000 + job->thread * 100 + i, 0, 25);
+        kw_status st = add_key(job->store, id, "acc_a", 1000 + job->thread * 100 + i, NEVER, 25);
         if (st == KW_OK)
             job->ok++;
         else if (st == KW_ERR_LIMIT)
@@ -486,6 +541,7 @@ size_t sc_cases(struct CMUnitTest *out, CMFixtureFunction setup, CMFixtureFuncti
         cmocka_unit_test_setup_teardown(test_limit_is_enforced_and_refusal_writes_nothing, NULL,
                                         NULL),
         cmocka_unit_test_setup_teardown(test_expired_keys_do_not_count, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_expiry_at_the_epoch_is_a_time, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_duplicate_hash_conflicts, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_other_account_sees_nothing, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_delete, NULL, NULL),

@@ -48,8 +48,8 @@ static void *on_worker(void *arg)
     for (int i = 0; i < PER_THREAD; i++) {
         kw_key k;
         char secret[KW_KEY_BUFSZ];
-        kw_status st =
-            kw_service_key_create(svc, "test", w->account_id, "racer", NULL, 0, &k, secret, &err);
+        kw_status st = kw_service_key_create(svc, "test", w->account_id, "racer", NULL,
+                                             KW_TIME_NONE, &k, secret, &err);
         if (st == KW_OK)
             memcpy(w->secrets[w->created++], secret, KW_KEY_BUFSZ);
         else if (st == KW_ERR_LIMIT)
@@ -153,8 +153,8 @@ static void test_processes(void **state)
             for (int i = 0; i < PER_THREAD; i++) {
                 kw_key k;
                 char secret[KW_KEY_BUFSZ];
-                kw_status st =
-                    kw_service_key_create(mine, "test", acc.id, "proc", NULL, 0, &k, secret, &err);
+                kw_status st = kw_service_key_create(mine, "test", acc.id, "proc", NULL,
+                                                     KW_TIME_NONE, &k, secret, &err);
                 if (st == KW_OK)
                     created++;
                 else if (st != KW_ERR_LIMIT)

@@ -39,8 +39,8 @@ static void child(const char *dir, const char *account_id, int out)
     for (;;) {
         kw_key k;
         char line[KW_KEY_BUFSZ + 1];
-        if (kw_service_key_create(svc, "test", account_id, "stream", NULL, 0, &k, line, &err) !=
-            KW_OK)
+        if (kw_service_key_create(svc, "test", account_id, "stream", NULL, KW_TIME_NONE, &k, line,
+                                  &err) != KW_OK)
             _exit(2);
         size_t n = strlen(line);
         line[n++] = '\n';

@@ -15,7 +15,9 @@ static void test_key_object_has_the_api_fields_and_no_secret(void **state)
                 .name = "Production CRM",
                 .environment = "production",
                 .masked = "kw_production_AbCd\xe2\x80\xa6WxYz",
-                .created_at = 1795741323};
+                .created_at = 1795741323,
+                .last_used_at = KW_TIME_NONE,
+                .expires_at = KW_TIME_NONE};
     json_t *j = kw_json_key(&k);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "id")), "key_1");

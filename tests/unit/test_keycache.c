@@ -106,8 +106,9 @@ static void test_a_delete_elsewhere_is_seen_by_the_next_verification(void **stat
     for (int round = 0; round < 20; round++) {
         kw_key key;
         char secret[KW_KEY_BUFSZ];
-        assert_int_equal(
-            kw_service_key_create(cli, "test", acc.id, "CRM", NULL, 0, &key, secret, &err), KW_OK);
+        assert_int_equal(kw_service_key_create(cli, "test", acc.id, "CRM", NULL, KW_TIME_NONE, &key,
+                                               secret, &err),
+                         KW_OK);
         kw_verify_result r;
         for (int i = 0; i < 3; i++) { /* fills the cache, then hits it */
             assert_int_equal(kw_service_key_verify(server, secret, strlen(secret), NULL, &r, &err),
@@ -135,8 +136,9 @@ static void test_a_delete_here_is_seen_by_the_next_verification(void **state)
     assert_int_equal(kw_service_account_create(svc, "test", "Acme", &acc, &err), KW_OK);
     kw_key key;
     char secret[KW_KEY_BUFSZ];
-    assert_int_equal(kw_service_key_create(svc, "test", acc.id, "CRM", NULL, 0, &key, secret, &err),
-                     KW_OK);
+    assert_int_equal(
+        kw_service_key_create(svc, "test", acc.id, "CRM", NULL, KW_TIME_NONE, &key, secret, &err),
+        KW_OK);
     kw_verify_result r;
     assert_int_equal(kw_service_key_verify(svc, secret, strlen(secret), NULL, &r, &err), KW_OK);
     assert_int_equal(kw_service_key_verify(svc, secret, strlen(secret), NULL, &r, &err), KW_OK);

@@ -75,15 +75,15 @@ static void test_create_then_verify(void **state)
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     kw_error err;
-    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "Production CRM", NULL, 0, &k,
-                                           secret, &err),
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "Production CRM", NULL,
+                                           KW_TIME_NONE, &k, secret, &err),
                      KW_OK);
     assert_memory_equal(secret, "kw_production_", 14);
     assert_string_equal(k.environment, "production");
     assert_string_equal(k.name, "Production CRM");
     assert_string_equal(k.account_id, f->acc.id);
     assert_int_equal(k.created_at, fake_now);
-    assert_int_equal(k.last_used_at, 0);
+    assert_int_equal(k.last_used_at, KW_TIME_NONE);
 
     kw_verify_result r;
     assert_int_equal(kw_service_key_verify(f->svc, secret, strlen(secret), NULL, &r, &err), KW_OK);
@@ -111,8 +111,8 @@ static void test_list_is_newest_first_with_counts(void **state)
     kw_error err;
     const char *names[] = {"first", "second", "third"};
     for (int i = 0; i < 3; i++)
-        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, names[i], "staging", 0,
-                                               &k, secret, &err),
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, names[i], "staging",
+                                               KW_TIME_NONE, &k, secret, &err),
                          KW_OK);
     kw_key_list list;
     assert_int_equal(kw_service_key_list(f->svc, f->acc.id, &list, &err), KW_OK);
@@ -130,8 +130,9 @@ static void test_delete_is_immediate_and_final(void **state)
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     kw_error err;
-    assert_int_equal(
-        kw_service_key_create(f->svc, "test", f->acc.id, "old", NULL, 0, &k, secret, &err), KW_OK);
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "old", NULL, KW_TIME_NONE, &k,
+                                           secret, &err),
+                     KW_OK);
     assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
     assert_int_equal(kw_service_key_delete(f->svc, "test", f->acc.id, k.id, &err), KW_OK);
     assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_NOT_FOUND);
@@ -156,12 +157,12 @@ static void test_limit_refuses_the_26th_and_creates_nothing(void **state)
     char secret[KW_KEY_BUFSZ];
     kw_error err;
     for (int i = 0; i < 25; i++)
-        assert_int_equal(
-            kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, secret, &err),
-            KW_OK);
-    assert_int_equal(
-        kw_service_key_create(f->svc, "test", f->acc.id, "k26", NULL, 0, &k, secret, &err),
-        KW_ERR_LIMIT);
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, KW_TIME_NONE,
+                                               &k, secret, &err),
+                         KW_OK);
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "k26", NULL, KW_TIME_NONE, &k,
+                                           secret, &err),
+                     KW_ERR_LIMIT);
     assert_non_null(strstr(err.message, "25"));
     assert_string_equal(secret, "");
     kw_key_list list;
@@ -175,8 +176,9 @@ static void test_limit_refuses_the_26th_and_creates_nothing(void **state)
     assert_int_equal(kw_service_key_delete(f->svc, "test", f->acc.id, list.items[3].id, &err),
                      KW_OK);
     kw_key_list_free(&list);
-    assert_int_equal(
-        kw_service_key_create(f->svc, "test", f->acc.id, "new", NULL, 0, &k, secret, &err), KW_OK);
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "new", NULL, KW_TIME_NONE, &k,
+                                           secret, &err),
+                     KW_OK);
 }
 
 static void test_expired_keys_fail_and_free_their_slot(void **state)
@@ -201,6 +203,86 @@ static void test_expired_keys_fail_and_free_their_slot(void **state)
     kw_key_list_free(&list);
 }
 
+/* The number of keys the account holds, expired or not, and of audit entries. */
+static void count_keys_and_entries(fixture *f, size_t *keys, size_t *entries)
+{
+    kw_key_list list;
+    kw_audit_list audit;
+    kw_error err;
+    assert_int_equal(kw_service_key_list(f->svc, f->acc.id, &list, &err), KW_OK);
+    assert_int_equal(kw_service_audit_list(f->svc, NULL, 1000, &audit, &err), KW_OK);
+    *keys = list.count;
+    *entries = audit.count;
+    kw_key_list_free(&list);
+    kw_audit_list_free(&audit);
+}
+
+/*
+ * "Never expires" is KW_TIME_NONE, apart from every time: the epoch, and any
+ * time up to now, is refused as past and creates nothing, whatever the
+ * clock says; the last second of year 9999 is the latest expiry.
+ */
+static void test_expiry_boundaries(void **state)
+{
+    fixture *f = *state;
+    kw_key k;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    size_t keys, entries, keys_after, entries_after;
+    count_keys_and_entries(f, &keys, &entries);
+    const int64_t past[] = {0, -1, 1, KW_TIME_MIN, fake_now - 1, fake_now};
+    for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "past", NULL, past[i], &k,
+                                               secret, &err),
+                         KW_ERR_INVALID);
+        assert_non_null(strstr(err.message, "expires_at must be in the future"));
+        assert_string_equal(secret, "");
+    }
+    assert_non_null(strstr(err.message, "2026-11-27T01:02:03Z has already passed"));
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "far", NULL, KW_TIME_MAX + 1,
+                                           &k, secret, &err),
+                     KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "9999-12-31T23:59:59Z"));
+    count_keys_and_entries(f, &keys_after, &entries_after);
+    assert_int_equal(keys_after, keys);
+    assert_int_equal(entries_after, entries);
+
+    /* The epoch as a clock reading: 0 is a time there too, not "never". */
+    int64_t saved = fake_now;
+    fake_now = 0;
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "epoch", NULL, 0, &k, secret, &err),
+        KW_ERR_INVALID);
+    fake_now = saved;
+
+    char never[KW_KEY_BUFSZ], soon[KW_KEY_BUFSZ], last[KW_KEY_BUFSZ];
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "never", NULL, KW_TIME_NONE,
+                                           &k, never, &err),
+                     KW_OK);
+    assert_int_equal(k.expires_at, KW_TIME_NONE);
+    assert_int_equal(kw_service_key_get(f->svc, f->acc.id, k.id, &k, &err), KW_OK);
+    assert_int_equal(k.expires_at, KW_TIME_NONE);
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "soon", NULL, fake_now + 1,
+                                           &k, soon, &err),
+                     KW_OK);
+    assert_int_equal(k.expires_at, fake_now + 1);
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "last", NULL, KW_TIME_MAX, &k, last, &err),
+        KW_OK);
+    assert_int_equal(kw_service_key_get(f->svc, f->acc.id, k.id, &k, &err), KW_OK);
+    assert_int_equal(k.expires_at, KW_TIME_MAX);
+    assert_int_equal(verify(f->svc, soon, NULL), KW_VERIFY_VALID);
+    fake_now += 1;
+    assert_int_equal(verify(f->svc, soon, NULL), KW_VERIFY_EXPIRED);
+    assert_int_equal(verify(f->svc, never, NULL), KW_VERIFY_VALID);
+    assert_int_equal(verify(f->svc, last, NULL), KW_VERIFY_VALID);
+    kw_key_list list;
+    assert_int_equal(kw_service_key_list(f->svc, f->acc.id, &list, &err), KW_OK);
+    assert_int_equal(list.count, 3);
+    assert_int_equal(list.active_count, 2);
+    kw_key_list_free(&list);
+}
+
 static void test_bad_input_is_refused_and_creates_nothing(void **state)
 {
     fixture *f = *state;
@@ -213,24 +295,24 @@ static void test_bad_input_is_refused_and_creates_nothing(void **state)
     const char *bad_names[] = {"",         "  ",           long_name, "a\x01z", "a\x1b[31mred",
                                "bad\xc3(", "\xed\xa0\x80", NULL};
     for (const char **n = bad_names; *n; n++) {
-        assert_int_equal(
-            kw_service_key_create(f->svc, "test", f->acc.id, *n, NULL, 0, &k, secret, &err),
-            KW_ERR_INVALID);
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, *n, NULL, KW_TIME_NONE,
+                                               &k, secret, &err),
+                         KW_ERR_INVALID);
         assert_non_null(strstr(err.message, "name"));
     }
     const char *bad_envs[] = {"",     "Production", "prod-1", "1prod", "abcdefghijklmnopq",
                               "root", NULL};
     for (const char **e = bad_envs; *e; e++) {
-        assert_int_equal(
-            kw_service_key_create(f->svc, "test", f->acc.id, "ok", *e, 0, &k, secret, &err),
-            KW_ERR_INVALID);
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "ok", *e, KW_TIME_NONE,
+                                               &k, secret, &err),
+                         KW_ERR_INVALID);
         assert_non_null(strstr(err.message, "environment"));
     }
-    assert_int_equal(
-        kw_service_key_create(f->svc, "test", "acc_nope", "ok", NULL, 0, &k, secret, &err),
-        KW_ERR_INVALID);
+    assert_int_equal(kw_service_key_create(f->svc, "test", "acc_nope", "ok", NULL, KW_TIME_NONE, &k,
+                                           secret, &err),
+                     KW_ERR_INVALID);
     assert_int_equal(kw_service_key_create(f->svc, "test", "acc_0000000000000000000000", "ok", NULL,
-                                           0, &k, secret, &err),
+                                           KW_TIME_NONE, &k, secret, &err),
                      KW_ERR_NOT_FOUND);
     kw_key_list list;
     kw_service_key_list(f->svc, f->acc.id, &list, &err);
@@ -250,8 +332,9 @@ static void test_another_accounts_key_is_not_found(void **state)
     char secret[KW_KEY_BUFSZ];
     kw_error err;
     assert_int_equal(kw_service_account_create(f->svc, "test", "Other", &other, &err), KW_OK);
-    assert_int_equal(
-        kw_service_key_create(f->svc, "test", f->acc.id, "mine", NULL, 0, &k, secret, &err), KW_OK);
+    assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "mine", NULL, KW_TIME_NONE,
+                                           &k, secret, &err),
+                     KW_OK);
     kw_key seen;
     assert_int_equal(kw_service_key_get(f->svc, other.id, k.id, &seen, &err), KW_ERR_NOT_FOUND);
     assert_int_equal(kw_service_key_delete(f->svc, "test", other.id, k.id, &err), KW_ERR_NOT_FOUND);
@@ -265,7 +348,8 @@ static void test_malformed_keys(void **state)
     char secret[KW_KEY_BUFSZ];
     kw_error err;
     assert_int_equal(
-        kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, secret, &err), KW_OK);
+        kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, KW_TIME_NONE, &k, secret, &err),
+        KW_OK);
     assert_int_equal(verify(f->svc, "", NULL), KW_VERIFY_MALFORMED);
     assert_int_equal(verify(f->svc, "hello", NULL), KW_VERIFY_MALFORMED);
     char copy[KW_KEY_BUFSZ];
@@ -328,7 +412,8 @@ static void test_last_used_is_written_in_batches(void **state)
     char secret[KW_KEY_BUFSZ];
     kw_error err;
     assert_int_equal(
-        kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, secret, &err), KW_OK);
+        kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, KW_TIME_NONE, &k, secret, &err),
+        KW_OK);
     fake_now += 100;
     assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_VALID);
     assert_int_equal(kw_service_flush_last_used(f->svc), KW_OK);
@@ -386,8 +471,8 @@ static void test_no_plaintext_reaches_the_database_files(void **state)
     kw_key keys[N];
     kw_error err;
     for (int i = 0; i < N; i++) {
-        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &keys[i],
-                                               secrets[i], &err),
+        assert_int_equal(kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, KW_TIME_NONE,
+                                               &keys[i], secrets[i], &err),
                          KW_OK);
         assert_int_equal(verify(f->svc, secrets[i], NULL), KW_VERIFY_VALID);
     }
@@ -422,16 +507,18 @@ static void test_pepper_rotation_keeps_old_keys(void **state)
     char old_key[KW_KEY_BUFSZ], new_key[KW_KEY_BUFSZ];
     assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
     kw_service_account_create(svc, "test", "Acme", &acc, &err);
-    assert_int_equal(kw_service_key_create(svc, "test", acc.id, "old", NULL, 0, &k, old_key, &err),
-                     KW_OK);
+    assert_int_equal(
+        kw_service_key_create(svc, "test", acc.id, "old", NULL, KW_TIME_NONE, &k, old_key, &err),
+        KW_OK);
     kw_service_close(svc);
 
     cfg.pepper = "1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
                  "2:ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
     assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
     assert_int_equal(verify(svc, old_key, NULL), KW_VERIFY_VALID);
-    assert_int_equal(kw_service_key_create(svc, "test", acc.id, "new", NULL, 0, &k, new_key, &err),
-                     KW_OK);
+    assert_int_equal(
+        kw_service_key_create(svc, "test", acc.id, "new", NULL, KW_TIME_NONE, &k, new_key, &err),
+        KW_OK);
     assert_int_equal(verify(svc, new_key, NULL), KW_VERIFY_VALID);
     kw_service_close(svc);
 
@@ -520,6 +607,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expired_keys_fail_and_free_their_slot, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_expiry_boundaries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_creates_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_another_accounts_key_is_not_found, setup, teardown),

@@ -87,7 +87,8 @@ static void test_first_run_bootstraps_only_an_empty_store(void **state)
     assert_int_equal(active, 0);
     kw_key key;
     assert_int_equal(
-        kw_service_key_create(svc, "test", acc.id, "CRM", NULL, 0, &key, secret2, &err), KW_OK);
+        kw_service_key_create(svc, "test", acc.id, "CRM", NULL, KW_TIME_NONE, &key, secret2, &err),
+        KW_OK);
     assert_int_equal(kw_service_key_count_active(svc, &active, &err), KW_OK);
     assert_int_equal(active, 1);
     kw_service_close(svc);
@@ -121,7 +122,7 @@ static void test_root_key_lifecycle(void **state)
     assert_int_equal(r.code, KW_VERIFY_NOT_FOUND);
     kw_key k;
     char key[KW_KEY_BUFSZ];
-    kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, 0, &k, key, &err);
+    kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, KW_TIME_NONE, &k, key, &err);
     assert_int_equal(kw_service_root_key_authenticate(f->svc, key, strlen(key), &who, &err),
                      KW_ERR_UNAUTHORIZED);
 
@@ -181,8 +182,8 @@ static void test_audit_log_records_who_did_what_without_secrets(void **state)
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     kw_error err;
-    kw_service_key_create(f->svc, "root_key:rk_x", f->acc.id, "Vendor A", "staging", 0, &k, secret,
-                          &err);
+    kw_service_key_create(f->svc, "root_key:rk_x", f->acc.id, "Vendor A", "staging", KW_TIME_NONE,
+                          &k, secret, &err);
     kw_service_key_delete(f->svc, "user:usr_y", f->acc.id, k.id, &err);
     kw_audit_list log;
     assert_int_equal(kw_service_audit_list(f->svc, NULL, 100, &log, &err), KW_OK);

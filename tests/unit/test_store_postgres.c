@@ -91,7 +91,12 @@ static void make_hash(uint8_t hash[KW_HASH_BYTES], int n)
 
 static kw_status add_key(kw_store *s, const char *id, int n)
 {
-    kw_key k = {.created_at = NOW, .name = "n", .environment = "production", .masked = "m"};
+    kw_key k = {.created_at = NOW,
+                .last_used_at = KW_TIME_NONE,
+                .expires_at = KW_TIME_NONE,
+                .name = "n",
+                .environment = "production",
+                .masked = "m"};
     snprintf(k.id, sizeof k.id, "%s", id);
     snprintf(k.account_id, sizeof k.account_id, "acc_a");
     uint8_t hash[KW_HASH_BYTES];
@@ -145,7 +150,8 @@ static void *on_bootstrap(void *arg)
     kw_store *s = open_store(job->url);
     kw_account a = {.name = "Default", .created_at = NOW};
     kw_user u = {.email = "admin@localhost", .created_at = NOW};
-    kw_root_key rk = {.name = "first", .masked = "m", .created_at = NOW};
+    kw_root_key rk = {
+        .name = "first", .masked = "m", .created_at = NOW, .last_used_at = KW_TIME_NONE};
     snprintf(a.id, sizeof a.id, "acc_%d", job->n);
     snprintf(u.id, sizeof u.id, "usr_%d", job->n);
     snprintf(u.account_id, sizeof u.account_id, "acc_%d", job->n);
@@ -318,7 +324,8 @@ static void test_a_deadlock_is_retried(void **state)
     kw_store *s = f->store;
     sc_add_account(s, "acc_a");
     assert_int_equal(add_key(s, "key_1", 1), KW_OK);
-    kw_root_key rk = {.id = "rk_1", .name = "r", .masked = "m", .created_at = NOW};
+    kw_root_key rk = {
+        .id = "rk_1", .name = "r", .masked = "m", .created_at = NOW, .last_used_at = KW_TIME_NONE};
     uint8_t hash[KW_HASH_BYTES];
     make_hash(hash, 9);
     assert_int_equal(s->ops->root_key_insert(s, &rk, hash, 1, &cli_audit), KW_OK);
@@ -351,6 +358,40 @@ static void test_a_deadlock_is_retried(void **state)
     assert_int_equal(found.last_used_at, NOW + 200);
 }
 
+/* "Never" is stored as NULL, and the epoch as the number 0. */
+static void test_absent_times_are_stored_as_null(void **state)
+{
+    fixture *f = *state;
+    kw_store *s = f->store;
+    sc_add_account(s, "acc_a");
+    kw_key k = {.created_at = NOW,
+                .last_used_at = KW_TIME_NONE,
+                .expires_at = 0,
+                .id = "key_epoch",
+                .account_id = "acc_a",
+                .name = "n",
+                .environment = "production",
+                .masked = "m"};
+    uint8_t hash[KW_HASH_BYTES];
+    make_hash(hash, 1);
+    assert_int_equal(s->ops->key_insert(s, &k, hash, 1, 25, NOW, &cli_audit), KW_OK);
+    assert_int_equal(add_key(s, "key_never", 2), KW_OK);
+    PGconn *raw = PQconnectdb(f->url);
+    assert_int_equal(PQstatus(raw), CONNECTION_OK);
+    PGresult *res = PQexec(raw, "SELECT id, coalesce(expires_at::text, 'null'), "
+                                "coalesce(last_used_at::text, 'null') FROM api_keys ORDER BY id");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 2);
+    assert_string_equal(PQgetvalue(res, 0, 0), "key_epoch");
+    assert_string_equal(PQgetvalue(res, 0, 1), "0");
+    assert_string_equal(PQgetvalue(res, 0, 2), "null");
+    assert_string_equal(PQgetvalue(res, 1, 0), "key_never");
+    assert_string_equal(PQgetvalue(res, 1, 1), "null");
+    assert_string_equal(PQgetvalue(res, 1, 2), "null");
+    PQclear(res);
+    PQfinish(raw);
+}
+
 int main(void)
 {
     if (!tu_pg_server()) {
@@ -366,6 +407,7 @@ int main(void)
         T(test_server_down_is_unavailable_then_recovers),
         cmocka_unit_test(test_unreachable_server_fails_fast_at_open),
         T(test_a_deadlock_is_retried),
+        T(test_absent_times_are_stored_as_null),
     };
 #undef T
     struct CMUnitTest tests[sizeof own / sizeof own[0] + SC_CASES_MAX];
