@@ -99,7 +99,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die("first run", &err);
     snprintf(account_id, sizeof account_id, "%s", acc.id);
     kw_key key;
-    if (kw_service_key_create(svc, "fuzz", acc.id, "fuzz", NULL, 0, &key, api_key, &err) != KW_OK)
+    if (kw_service_key_create(svc, "fuzz", acc.id, "fuzz", NULL, KW_TIME_NONE, &key, api_key,
+                              &err) != KW_OK)
         die("creating a key", &err);
     snprintf(key_id, sizeof key_id, "%s", key.id);
     kw_http_options o;
