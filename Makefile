@@ -6,7 +6,8 @@
 #   make test-sanitize  only the sanitizer run
 #   make bench          benchmarks, as ratios against a reference measured in the same run
 #   make lint           clang-format check, cppcheck, clang-tidy
-#   make fuzz           libFuzzer + ASan/UBSan on every user-input parser (FUZZ_SECONDS, 60)
+#   make fuzz           libFuzzer + ASan/UBSan on every user-input parser (FUZZ_SECONDS, 60),
+#                       then on the whole request path (FUZZ_RUNS, 10 million)
 #   make format         apply .clang-format to every C file
 #   make deb            the Debian package keyward_VERSION_ARCH.deb (docs/install.md)
 
