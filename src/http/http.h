@@ -26,8 +26,10 @@ typedef struct {
     unsigned max_connections;           /* 4096 in all */
     unsigned max_connections_per_ip;    /* 256 per client address */
     unsigned idle_timeout_s;            /* 30: idle connections are closed */
-    unsigned request_head_timeout_s;    /* 10: each request must arrive whole within this long
-                                           of accept or of the previous answer */
+    unsigned request_head_timeout_s;    /* 10: the first request's head must arrive within this
+                                           long of accept, each body within this long of
+                                           its head; a later request must arrive whole
+                                           within idle_timeout_s of the previous answer */
     unsigned waiting_per_ip;            /* 8: connections per client (IPv4 address or IPv6
                                            /64) that have not sent a whole first head */
     unsigned shutdown_grace_s;          /* 10: how long kw_http_stop waits for requests */

@@ -457,6 +457,16 @@ static uint64_t head_deadline(const kw_http_server *srv)
     return now_ns() + (uint64_t)srv->opt.request_head_timeout_s * 1000000000u;
 }
 
+/*
+ * After an answer the connection may idle, as a proxy's pool of kept-alive
+ * connections does, but the next request must have arrived whole within
+ * the idle timeout: trickling bytes does not extend it.
+ */
+static uint64_t next_request_deadline(const kw_http_server *srv)
+{
+    return now_ns() + (uint64_t)srv->opt.idle_timeout_s * 1000000000u;
+}
+
 static kw_conntrack_entry *conn_entry(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *info =
@@ -567,8 +577,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         kw_http_metrics_request(srv->metrics, req->route, req->status, ns);
         access_log(req, ns);
     }
-    /* The next request on this connection is due within the timeout from now. */
-    kw_conntrack_set_deadline(conn_entry(conn), head_deadline(srv));
+    kw_conntrack_set_deadline(conn_entry(conn), next_request_deadline(srv));
     free_request(req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
