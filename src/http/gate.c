@@ -539,9 +539,8 @@ void kw_gate_drain(kw_gate *g)
 
 void kw_gate_stop(kw_gate *g)
 {
-    if (!g)
+    if (!g || atomic_exchange(&g->stop, true))
         return;
-    atomic_store(&g->stop, true);
     uint64_t one = 1;
     ssize_t w = write(g->wake_fd, &one, sizeof one);
     (void)w;
@@ -554,7 +553,10 @@ void kw_gate_stop(kw_gate *g)
     }
     while (g->lingering_list.head)
         close_lingering(g, g->lingering_list.head);
+    pthread_mutex_lock(&g->added_lock);
     added *a = g->added;
+    g->added = NULL;
+    pthread_mutex_unlock(&g->added_lock);
     while (a) {
         added *next = a->next;
         close(a->fd);
@@ -562,6 +564,13 @@ void kw_gate_stop(kw_gate *g)
         a = next;
     }
     close(g->listen_fd);
+}
+
+void kw_gate_free(kw_gate *g)
+{
+    if (!g)
+        return;
+    kw_gate_stop(g);
     close(g->epoll_fd);
     close(g->wake_fd);
     for (size_t i = 0; i < BUCKETS; i++)

@@ -64,8 +64,13 @@ void kw_gate_served(kw_gate *g, const struct sockaddr *addr, socklen_t len, int 
 /* From now on new connections are closed at once, and waiting ones too. */
 void kw_gate_drain(kw_gate *g);
 
-/* Stops the thread and closes the listening socket and every waiting connection. */
+/*
+ * Stops the thread and closes the listening socket and every waiting
+ * connection: no connection is handed over after it returns. kw_gate_served
+ * may still be called until kw_gate_free.
+ */
 void kw_gate_stop(kw_gate *g);
+void kw_gate_free(kw_gate *g);
 
 /* The budget group of a client address: 4 and the IPv4 address, or 6 and the /64 prefix. */
 typedef struct {

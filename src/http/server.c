@@ -481,7 +481,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     kw_http_server *srv = cls;
     const union MHD_ConnectionInfo *peer =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (peer && peer->client_addr)
+    if (peer && peer->client_addr && srv->gate)
         kw_gate_served(srv->gate, peer->client_addr, sizeof(struct sockaddr_storage),
                        code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -835,8 +835,9 @@ void kw_http_stop(kw_http_server *srv)
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
-    kw_gate_stop(srv->gate);
+    kw_gate_stop(srv->gate); /* no more handovers to libmicrohttpd */
     MHD_stop_daemon(srv->daemon);
+    kw_gate_free(srv->gate); /* after: libmicrohttpd counts closed connections in it */
     kw_accesslog_free(srv->log);
     srv->log = NULL;
     kw_http_event(srv, "stopped", "all connections closed");
