@@ -202,7 +202,7 @@ static void check_responses(const char *out, size_t n, bool chunked)
         const char *end = memmem(r, n - at, "\r\n\r\n", 4);
         if (strncmp(r, "HTTP/1.1 ", 9) != 0 || !end)
             break; /* cut off by the connection's end: nothing more to check */
-        unsigned status = (unsigned)atoi(r + 9);
+        unsigned status = (unsigned)strtoul(r + 9, NULL, 10);
         if (status < 100 || status > 599)
             abort();
         const char *cl = memmem(r, (size_t)(end - r), "Content-Length: ", 16);

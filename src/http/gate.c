@@ -189,6 +189,22 @@ static void list_push(list *l, waiting *w)
     l->count++;
 }
 
+/* Takes the oldest out of l, or returns NULL when l is empty. */
+static waiting *list_pop(list *l)
+{
+    waiting *w = l->head;
+    if (!w)
+        return NULL;
+    l->head = w->next;
+    if (l->head)
+        l->head->prev = NULL;
+    else
+        l->tail = NULL;
+    l->count--;
+    w->in = NULL;
+    return w;
+}
+
 static void list_remove(list *l, waiting *w)
 {
     if (w->prev)
@@ -202,10 +218,12 @@ static void list_remove(list *l, waiting *w)
     l->count--;
 }
 
-/* Takes w out of the waiting list, the peer hash and the epoll set. */
+/* Takes w out of its list (if still in one), the peer hash and the epoll set. */
 static void unlink_waiting(kw_gate *g, waiting *w)
 {
-    list_remove(w->in, w);
+    if (w->in)
+        list_remove(w->in, w);
+    w->in = NULL;
     waiting **at = &g->buckets[bucket_of(&w->peer)];
     while (*at != w)
         at = &(*at)->chain;
@@ -213,12 +231,18 @@ static void unlink_waiting(kw_gate *g, waiting *w)
     epoll_ctl(g->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
 }
 
-static void close_lingering(kw_gate *g, waiting *w)
+/* Closes a lingering connection already taken out of the lingering list. */
+static void close_lingered(kw_gate *g, waiting *w)
 {
-    list_remove(w->in, w);
     epoll_ctl(g->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
     close(w->fd);
     free(w);
+}
+
+static void close_lingering(kw_gate *g, waiting *w)
+{
+    list_remove(&g->lingering_list, w);
+    close_lingered(g, w);
 }
 
 size_t kw_gate_error_response(unsigned status, const char *message, char *out, size_t size)
@@ -334,7 +358,9 @@ static void admit(kw_gate *g, int fd, const struct sockaddr_storage *addr, sockl
     }
     if (g->waiting_list.count + g->probation_list.count > g->opt.waiting_max) {
         list *from = g->probation_list.head ? &g->probation_list : &g->waiting_list;
-        refuse(g, from->head, 0, "a waiting connection was closed: too many waiting");
+        waiting *oldest = list_pop(from);
+        if (oldest)
+            refuse(g, oldest, 0, "a waiting connection was closed: too many waiting");
     }
 }
 
@@ -353,7 +379,7 @@ static bool examine(kw_gate *g, waiting *w, uint32_t events)
         return false;
     }
     w->got_bytes = true;
-    kw_framing_verdict v;
+    kw_framing_verdict v = {0, NULL};
     size_t head_len = 0;
     switch (kw_framing_scan_head(g->scratch, (size_t)n, &g->opt.limits, &head_len, &v)) {
     case KW_HEAD_INCOMPLETE:
@@ -390,6 +416,7 @@ static void accept_all(kw_gate *g)
 {
     for (;;) {
         struct sockaddr_storage addr;
+        memset(&addr, 0, sizeof addr);
         socklen_t len = sizeof addr;
         int fd =
             accept4(g->listen_fd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -420,22 +447,23 @@ static void take_added(kw_gate *g)
 static void expire(kw_gate *g, uint64_t now)
 {
     list *lists[] = {&g->waiting_list, &g->probation_list};
+    waiting *w;
     for (size_t i = 0; i < 2; i++)
         while (lists[i]->head && lists[i]->head->deadline_ns <= now) {
-            waiting *w = lists[i]->head;
+            w = list_pop(lists[i]);
             refuse(g, w, w->got_bytes ? 408 : 0,
                    "The request head did not arrive in time; the connection is closed.");
         }
     while (g->lingering_list.head && g->lingering_list.head->deadline_ns <= now)
-        close_lingering(g, g->lingering_list.head);
+        close_lingered(g, list_pop(&g->lingering_list));
     if (g->accept_paused_until && now >= g->accept_paused_until) {
         g->accept_paused_until = 0;
         watch_listener(g, true);
     }
     if (atomic_load(&g->draining))
         for (size_t i = 0; i < 2; i++)
-            while (lists[i]->head)
-                refuse(g, lists[i]->head, 0, "stopping");
+            while ((w = list_pop(lists[i])))
+                refuse(g, w, 0, "stopping");
 }
 
 static void *run(void *arg)
@@ -545,14 +573,16 @@ void kw_gate_stop(kw_gate *g)
     ssize_t w = write(g->wake_fd, &one, sizeof one);
     (void)w;
     pthread_join(g->thread, NULL);
-    while (g->probation_list.head || g->waiting_list.head) {
-        waiting *x = g->probation_list.head ? g->probation_list.head : g->waiting_list.head;
-        unlink_waiting(g, x);
-        close(x->fd);
-        free(x);
-    }
-    while (g->lingering_list.head)
-        close_lingering(g, g->lingering_list.head);
+    list *lists[] = {&g->waiting_list, &g->probation_list};
+    waiting *x;
+    for (size_t i = 0; i < 2; i++)
+        while ((x = list_pop(lists[i]))) {
+            unlink_waiting(g, x);
+            close(x->fd);
+            free(x);
+        }
+    while ((x = list_pop(&g->lingering_list)))
+        close_lingered(g, x);
     pthread_mutex_lock(&g->added_lock);
     added *a = g->added;
     g->added = NULL;

@@ -704,6 +704,7 @@ static int open_listener(const char *listen_text, const struct sockaddr_storage 
 static uint16_t bound_port(int fd)
 {
     struct sockaddr_storage bound;
+    memset(&bound, 0, sizeof bound);
     socklen_t len = sizeof bound;
     if (getsockname(fd, (struct sockaddr *)&bound, &len) != 0)
         return 0;

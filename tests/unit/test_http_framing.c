@@ -20,7 +20,7 @@ static const kw_framing_limits limits = {8192, 16384};
 /* The verdict on a head given as a C string with explicit length (it may hold NULs). */
 static kw_head_state scan(const char *head, size_t len, unsigned *status)
 {
-    kw_framing_verdict v;
+    kw_framing_verdict v = {0, NULL};
     size_t head_len = 0;
     kw_head_state st = kw_framing_scan_head(head, len, &limits, &head_len, &v);
     *status = st == KW_HEAD_REFUSED ? v.status : 0;
@@ -31,7 +31,7 @@ static kw_head_state scan(const char *head, size_t len, unsigned *status)
     return st;
 }
 
-#define S(lit) lit, sizeof lit - 1
+#define S(lit) (lit), sizeof(lit) - 1
 
 static const struct {
     const char *head;
@@ -156,7 +156,7 @@ static void test_only_the_head_is_read(void **state)
     (void)state;
     static const char req[] = "POST /v1/keys/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n"
                               "\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
-    kw_framing_verdict v;
+    kw_framing_verdict v = {0, NULL};
     size_t head_len = 0;
     assert_int_equal(kw_framing_scan_head(req, sizeof req - 1, &limits, &head_len, &v),
                      KW_HEAD_COMPLETE);
