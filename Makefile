@@ -5,6 +5,8 @@
 #   make test           every test, plain and under AddressSanitizer + UBSan
 #   make test-sanitize  only the sanitizer run
 #   make bench          benchmarks, as ratios against a reference measured in the same run
+#   make soak           mixed load on the ASan + UBSan build, watching its RSS, descriptors
+#                       and threads (SOAK_SECONDS, 600; not part of make test)
 #   make lint           clang-format check, cppcheck, clang-tidy
 #   make fuzz           libFuzzer + ASan/UBSan on every user-input parser (FUZZ_SECONDS, 60),
 #                       then on the whole request path (FUZZ_RUNS, 10 million)
@@ -16,7 +18,7 @@ BUILD_SAN  ?= build-sanitize
 DATA_DIR   ?= ./var
 LISTEN     ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-plain test-sanitize bench lint fuzz format format-check clean deb
+.PHONY: all deps build run test test-plain test-sanitize bench soak lint fuzz format format-check clean deb
 
 all: build
 
@@ -48,6 +50,10 @@ test-sanitize:
 bench: build
 	@scripts/deps.sh bench
 	@scripts/bench.sh $(BUILD)
+
+soak:
+	@scripts/deps.sh soak
+	@scripts/soak.sh
 
 fuzz:
 	@scripts/deps.sh fuzz

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages keyward needs to build and test.
 #
-# Usage: scripts/deps.sh [--list] [build|test|bench|fuzz|deb]
+# Usage: scripts/deps.sh [--list] [build|test|bench|soak|fuzz|deb]
 #   --list prints the profile's packages on one line and installs nothing.
 #   build  compiler, Meson, Ninja and the libraries keyward links against
 #          (libpq for the PostgreSQL store, libmicrohttpd for the server,
@@ -15,6 +15,8 @@
 #          what the deb profile has plus strace (the sandbox check)
 #   bench  build, plus wrk (load generator), nginx (the reference server) and
 #          the PostgreSQL server for the PostgreSQL round
+#   soak   build, plus python3 (tests/soak/soak.py) and wrk (its verification
+#          load)
 #   fuzz   build, plus clang and its libFuzzer runtime
 #   deb    build, plus dpkg-dev (dpkg-buildflags, dpkg-shlibdeps, dpkg-deb),
 #          lintian, systemd (systemd-analyze for the unit), man-db (man
@@ -37,10 +39,11 @@ build) ;;
 test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm"
 	pkgs="$pkgs dpkg-dev lintian systemd man-db adduser strace" ;;
 bench) pkgs="$pkgs python3 wrk nginx-light postgresql" ;;
+soak) pkgs="$pkgs python3 wrk" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 deb) pkgs="$pkgs dpkg-dev lintian systemd man-db adduser" ;;
 *)
-	echo "usage: scripts/deps.sh [--list] [build|test|bench|fuzz|deb]" >&2
+	echo "usage: scripts/deps.sh [--list] [build|test|bench|soak|fuzz|deb]" >&2
 	exit 2
 	;;
 esac
