@@ -24,6 +24,8 @@
 
 #include "core/json.h"
 #include "http/accesslog.h"
+#include "http/clientaddr.h"
+#include "http/hashpool.h"
 #include "http/ratelimit.h"
 #include "core/timefmt.h"
 
@@ -44,6 +46,9 @@ void kw_http_options_defaults(kw_http_options *o)
     o->signin_failures_per_email = 5;
     o->signin_failures_per_addr = 20;
     o->signin_window_s = 900;
+    o->password_check_threads = 1;
+    o->password_check_queue = 16;
+    o->password_checks_per_s = 2;
 }
 
 static uint64_t now_ns(void)
@@ -68,22 +73,6 @@ static const char *method_label(const char *method)
         if (strcmp(method, known[i]) == 0)
             return known[i];
     return "OTHER";
-}
-
-void kw_http_client_address(const kw_http_req *req, char *out, size_t size)
-{
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(out, size, "unknown");
-    if (!info || !info->client_addr)
-        return;
-    const struct sockaddr *sa = info->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-                  (socklen_t)size);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-                  (socklen_t)size);
 }
 
 /*
@@ -148,6 +137,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* ---- request lifecycle ---- */
+
+void kw_http_suspend(kw_http_req *req)
+{
+    req->deferred = true;
+    MHD_suspend_connection(req->conn);
+}
+
+void kw_http_resume(kw_http_req *req)
+{
+    MHD_resume_connection(req->conn);
+}
 
 static void free_request(kw_http_req *req)
 {
@@ -311,6 +311,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     kw_http_server *srv = cls;
     request_state *state = *con_cls;
+    if (state && state->req.deferred) { /* resumed: its reply is ready */
+        state->req.deferred = false;
+        return send_reply(&state->req);
+    }
     if (!state) {
         state = calloc(1, sizeof *state);
         if (!state)
@@ -338,6 +342,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     dispatch(req, state->allow);
+    if (req->deferred) /* another thread replies, then resumes it */
+        return MHD_YES;
     return send_reply(req);
 }
 
@@ -419,6 +425,8 @@ static void free_parts(kw_http_server *srv)
     kw_accesslog_free(srv->log);
     kw_ratelimit_free(srv->signin_by_email);
     kw_ratelimit_free(srv->signin_by_addr);
+    kw_hashpool_free(srv->hashpool);
+    kw_proxies_free(srv->trusted_proxies);
     free(srv);
 }
 
@@ -448,13 +456,22 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     srv->log = o->access_log_fd >= 0 ? kw_accesslog_new(o->access_log_fd) : NULL;
     srv->signin_by_email = kw_ratelimit_new(o->signin_failures_per_email, o->signin_window_s);
     srv->signin_by_addr = kw_ratelimit_new(o->signin_failures_per_addr, o->signin_window_s);
+    srv->hashpool = kw_hashpool_new(o->password_check_threads, o->password_check_queue,
+                                    o->password_checks_per_s);
     if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log) || !srv->signin_by_email ||
-        !srv->signin_by_addr) {
+        !srv->signin_by_addr || !srv->hashpool) {
         free_parts(srv);
         return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory.");
     }
+    st = kw_proxies_parse(o->trusted_proxies, &srv->trusted_proxies, err);
+    if (st != KW_OK) {
+        free_parts(srv);
+        return st;
+    }
+    /* Suspend and resume: sign-ins wait for their password check off the server threads. */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
+                     (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     /* Room for the request line and headers, plus the buffer body chunks are read into. */
     size_t memory = o->max_header_bytes * 2 + 16384;
     srv->daemon = MHD_start_daemon(
@@ -511,6 +528,9 @@ void kw_http_stop(kw_http_server *srv)
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
+    /* Sign-ins still waiting for a password check get 503 and are resumed:
+     * libmicrohttpd refuses to stop with a request suspended. */
+    kw_hashpool_stop(srv->hashpool);
     MHD_stop_daemon(srv->daemon);
     kw_accesslog_free(srv->log);
     srv->log = NULL;
