@@ -10,8 +10,9 @@
 #          cppcheck, the PostgreSQL server that scripts/pg.sh starts for
 #          the PostgreSQL test runs, and chromium, nodejs and npm for the
 #          browser tests (tests/browser: npm installs playwright-core, which
-#          drives Debian's chromium), and for the package test (tests/deb)
-#          what the deb profile has plus strace (the sandbox check)
+#          drives Debian's chromium), wrk (the load of the sign-in flood
+#          test), and for the package test (tests/deb) what the deb profile
+#          has plus strace (the sandbox check)
 #   bench  build, plus wrk (load generator), nginx (the reference server) and
 #          the PostgreSQL server for the PostgreSQL round
 #   fuzz   build, plus clang and its libFuzzer runtime
@@ -33,7 +34,7 @@ pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-d
 pkgs="$pkgs libmicrohttpd-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm"
+test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm wrk"
 	pkgs="$pkgs dpkg-dev lintian systemd man-db adduser strace" ;;
 bench) pkgs="$pkgs python3 wrk nginx-light postgresql" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;

@@ -434,7 +434,7 @@ static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind, const char 
 static char *header_list(const kw_http_req *req, const char *name, bool *failed)
 {
     joined j = {name, NULL, 0, false};
-    if (kw_http_header(req, name))
+    if (MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name))
         MHD_get_connection_values(req->conn, MHD_HEADER_KIND, on_header, &j);
     if (j.failed) {
         free(j.text);
