@@ -27,8 +27,8 @@
 #define COOKIE "keyward_session"
 /* "email:" or "addr:" and the email or address: the key of a sign-in limit. */
 #define LIMIT_KEY_BUFSZ 300
-/* Retry-After when the password-check queue is full: one check takes well under a second. */
-#define RETRY_BUSY_S 1
+/* Retry-After when the server stops: another node (or this one, restarted) can answer. */
+#define RETRY_STOPPING_S 1
 
 const char *kw_http_session_cookie(const kw_http_req *req)
 {
@@ -207,6 +207,14 @@ static void reply_retry(kw_http_req *req, unsigned status, const char *message, 
     kw_http_reply_header(req, MHD_HTTP_HEADER_RETRY_AFTER, retry);
 }
 
+/* Seconds until a full queue of password checks has drained at the budget's pace (at least 1). */
+static unsigned retry_busy(const kw_http_server *srv)
+{
+    unsigned per_s = srv->opt.password_checks_per_s;
+    unsigned queue = srv->opt.password_check_queue;
+    return per_s && queue > per_s ? (queue + per_s - 1) / per_s : 1;
+}
+
 /* Checks the password and starts the session, on a pool thread; replies. */
 static void check_password(kw_http_req *req, signin_job *job)
 {
@@ -237,7 +245,7 @@ static void on_signin(kw_hashpool_job *base, bool stopping)
     kw_http_req *req = job->req;
     if (stopping) {
         give_back(req->srv, job);
-        reply_retry(req, 503, "The server is stopping; sign in again.", 1);
+        reply_retry(req, 503, "The server is stopping; sign in again.", RETRY_STOPPING_S);
     } else {
         check_password(req, job);
     }
@@ -298,9 +306,9 @@ void kw_http_session_create(kw_http_req *req)
     if (queued == KW_HASHPOOL_FULL) {
         kw_http_metrics_password(srv->metrics, KW_PASSWORD_REJECTED);
         reply_retry(req, 503, "Too many sign-ins are waiting; try again in a moment.",
-                    RETRY_BUSY_S);
+                    retry_busy(srv));
     } else {
-        reply_retry(req, 503, "The server is stopping; sign in again.", 1);
+        reply_retry(req, 503, "The server is stopping; sign in again.", RETRY_STOPPING_S);
     }
     give_back(srv, job);
     signin_job_free(job);
