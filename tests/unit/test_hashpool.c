@@ -212,10 +212,10 @@ static void test_stop_runs_the_waiting_jobs_with_stopping(void **state)
     memset(&s, 0, sizeof s);
     s.pool = pool;
     s.b = &b;
-    pthread_t helper;
-    assert_int_equal(pthread_create(&helper, NULL, on_wait_for_stop, &s), 0);
+    pthread_t watcher;
+    assert_int_equal(pthread_create(&watcher, NULL, on_wait_for_stop, &s), 0);
     kw_hashpool_stop(pool); /* waits for the running job, then runs the others here */
-    pthread_join(helper, NULL);
+    pthread_join(watcher, NULL);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(jobs[i].ran, 1);
         assert_true(jobs[i].stopping);
