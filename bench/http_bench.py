@@ -523,7 +523,7 @@ def main():
             return statistics.median(r[what] for r in rounds)
 
         print("sign-in flood (%d connections, random emails from random 127.x addresses, "
-              "defaults: 1 password-check thread at SCHED_IDLE, 2 checks/s): %d password checks, "
+              "defaults: 1 password-check thread at SCHED_IDLE, 1 check/s): %d password checks, "
               "answers %r" % (FLOOD_CONNECTIONS, flood_checks, flood_answers))
         ft = median(flooded, "rps") / median(clean, "rps")
         fp = median(flooded, "p99_us") / max(median(clean, "p99_us"), 1)

@@ -48,7 +48,7 @@ void kw_http_options_defaults(kw_http_options *o)
     o->signin_window_s = 900;
     o->password_check_threads = 1;
     o->password_check_queue = 16;
-    o->password_checks_per_s = 2;
+    o->password_checks_per_s = 1;
 }
 
 static uint64_t now_ns(void)
