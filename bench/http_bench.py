@@ -17,6 +17,14 @@ database there, gets the same number of keys, and its verify rounds
 alternate with rounds of the SQLite keyward, same wrk settings, access log on
 in both. Without that variable the PostgreSQL part is left out.
 
+Sign-in flood: on the same SQLite keyward, verify rounds alternate between
+rounds with and without a flood of failed console sign-ins (FLOOD_CONNECTIONS
+connections, each sign-in from a random address of 127.0.0.0/8 for a random
+email, so that no sign-in limit applies); their throughput and p99 are
+printed as ratios of flooded to flood-free rounds, with the password checks
+the flood caused. Each flooded round ends once every sign-in sent has its
+answer, so that no check spills into the next round.
+
 Prints a table and the keyward/nginx and PostgreSQL/SQLite ratios. Every keyward answer must be
 200 and VALID (204 for /v1/auth); any other answer is counted, printed, and
 makes the script exit 1. Everything runs on 127.0.0.1 and is stopped and
@@ -30,9 +38,11 @@ BENCH_HTTP_EXTRA_SECONDS (5), BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (32).
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +63,7 @@ WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "1"))
 WRK_CONNECTIONS = int(os.environ.get("BENCH_WRK_CONNECTIONS", "32"))
 CREATE_THREADS = 8
 START_TIMEOUT = 30
+FLOOD_CONNECTIONS = 8
 
 NGINX_CONF = """daemon off;
 %(user)s
@@ -209,6 +220,102 @@ def wrk(port, keys_file, mode, seconds):
     raise BenchError("wrk printed no figures (exit %d):\n%s" % (proc.returncode, out))
 
 
+class SignInFlood:
+    """FLOOD_CONNECTIONS threads of failed sign-ins, one per connection, each
+    from a random 127.0.0.0/8 address for a random email, while on is set."""
+
+    def __init__(self, port):
+        self.port = port
+        self.on = threading.Event()
+        self.quit = threading.Event()
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.answers = {}
+        self.threads = [threading.Thread(target=self._work, daemon=True)
+                        for _ in range(FLOOD_CONNECTIONS)]
+        for t in self.threads:
+            t.start()
+
+    def _one(self):
+        source = "127.%d.%d.%d" % (random.randint(1, 254), random.randint(0, 255),
+                                   random.randint(1, 254))
+        body = json.dumps({"email": "flood-%016x@example.com" % random.getrandbits(64),
+                           "password": "wrong password"})
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60,
+                                          source_address=(source, 0))
+        try:
+            conn.request("POST", "/v1/session", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        except OSError as e:
+            return type(e).__name__
+        finally:
+            conn.close()
+
+    def _work(self):
+        while not self.quit.is_set():
+            if not self.on.wait(0.1):
+                continue
+            with self.lock:
+                self.busy += 1
+            status = self._one()
+            with self.lock:
+                self.busy -= 1
+                self.answers[status] = self.answers.get(status, 0) + 1
+
+    def pause(self):
+        """Stops sending; returns once every sign-in sent has its answer (60 s at most)."""
+        self.on.clear()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.busy == 0:
+                    return
+            time.sleep(0.02)
+        raise BenchError("flood sign-ins still unanswered after 60 s")
+
+    def stop(self):
+        self.on.clear()
+        self.quit.set()
+        for t in self.threads:
+            t.join(timeout=90)
+
+
+def password_checks(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.startswith("keyward_password_checks_total "):
+                return int(line.split()[1])
+    finally:
+        conn.close()
+    raise BenchError("no keyward_password_checks_total in /metrics")
+
+
+def flood_rounds(port, keys_file, results):
+    """Verify rounds without and with a sign-in flood, ABBA; returns
+    (password checks the flood caused, its answers by status)."""
+    flood = SignInFlood(port)
+    checks = 0
+    try:
+        for r, flooded in enumerate([False, True, True, False] * max(1, ROUNDS // 2), 1):
+            if flooded:
+                before = password_checks(port)
+                flood.on.set()
+                time.sleep(0.3)
+            figures = wrk(port, keys_file, "verify", EXTRA_SECONDS)
+            if flooded:
+                flood.pause()
+                checks += password_checks(port) - before
+            results.append(("keyward verify, %s #%d" % ("sign-in flood" if flooded
+                                                        else "no flood", r), figures, True))
+    finally:
+        flood.stop()
+    return checks, flood.answers
+
+
 def create_pg_database(server, name):
     """Creates database name on the PostgreSQL server URL; returns its URL."""
     proc = subprocess.run(["psql", server + "/postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1",
@@ -299,6 +406,7 @@ def main():
         stop(ngx)
         results.append(("keyward GET /v1/auth", wrk(kw.port, keys_file, "auth",
                                                        EXTRA_SECONDS), True))
+        flood_checks, flood_answers = flood_rounds(kw.port, keys_file, results)
 
         # ---- keyward on PostgreSQL, rounds alternating with SQLite ----
         if PG_SERVER:
@@ -408,6 +516,20 @@ def main():
               % (mean(pg_rounds, "rps") / mean(sq_rounds, "rps"),
                  mean(pg_rounds, "p50_us") / max(mean(sq_rounds, "p50_us"), 1),
                  mean(pg_rounds, "p99_us") / max(mean(sq_rounds, "p99_us"), 1)))
+    clean = [r for n, r, _ in results if n.startswith("keyward verify, no flood")]
+    flooded = [r for n, r, _ in results if n.startswith("keyward verify, sign-in flood")]
+    if clean and flooded:
+        def median(rounds, what):
+            return statistics.median(r[what] for r in rounds)
+
+        print("sign-in flood (%d connections, random emails from random 127.x addresses, "
+              "defaults: 1 password-check thread at SCHED_IDLE, 1 check/s): %d password checks, "
+              "answers %r" % (FLOOD_CONNECTIONS, flood_checks, flood_answers))
+        ft = median(flooded, "rps") / median(clean, "rps")
+        fp = median(flooded, "p99_us") / max(median(clean, "p99_us"), 1)
+        print("verification with/without the flood (medians): throughput %.2f  (target >= 0.80)  "
+              "%s, p99 %.2f  (target <= 2.00)  %s"
+              % (ft, "ok" if ft >= 0.8 else "MISSED", fp, "ok" if fp <= 2.0 else "MISSED"))
     print("access log lines written during the logged runs: %d" % log_lines)
 
     bad = [(n, r) for n, r, is_kw in results if is_kw and (r["bad_status"] or r["not_valid"]

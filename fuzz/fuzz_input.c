@@ -1,8 +1,10 @@
 /*
  * fuzz_input - libFuzzer target for everything keyward parses from users:
- * keys (kw_keyfmt_parse), names, environments and emails (validate.c), and
- * pepper keyring text (kw_pepper_load). It checks invariants, not just the
- * absence of crashes: whatever is accepted must be well-formed.
+ * keys (kw_keyfmt_parse), names, environments and emails (validate.c),
+ * pepper keyring text (kw_pepper_load), X-Forwarded-For and Forwarded
+ * headers and trusted_proxies lists (clientaddr.c), and Origin and Host
+ * headers (origin.c). It checks invariants, not just the absence of
+ * crashes: whatever is accepted must be well-formed.
  *
  * Run with `make fuzz` (FUZZ_SECONDS per run, default 60).
  */
@@ -17,6 +19,8 @@
 #include "core/keyfmt.h"
 #include "core/pepper.h"
 #include "core/validate.h"
+#include "http/clientaddr.h"
+#include "http/origin.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,6 +61,40 @@ static void check_name(const char *s)
     }
 }
 
+/* A client named by a header is the peer or an address, which prints as one. */
+static void check_forwarded(const char *s)
+{
+    static kw_proxies *everyone;
+    if (!everyone && kw_proxies_parse("0.0.0.0/0, ::/0", &everyone, NULL) != KW_OK)
+        abort();
+    kw_ip peer, client, again;
+    if (!kw_ip_parse("192.0.2.1", 9, &peer))
+        abort();
+    for (int header = 0; header < 2; header++) {
+        client = kw_client_ip(everyone, &peer, header ? NULL : s, header ? s : NULL);
+        char text[KW_IP_TEXT_BUFSZ];
+        kw_ip_format(&client, text);
+        if (!kw_ip_parse(text, strlen(text), &again) || memcmp(&again, &client, sizeof again))
+            abort();
+    }
+    kw_proxies *p = NULL;
+    if (kw_proxies_parse(s, &p, NULL) == KW_OK && p && !strchr(s, '.') && !strchr(s, ':'))
+        abort(); /* a range needs an address */
+    kw_proxies_free(p);
+}
+
+/* An origin that matches itself as public_url is scheme://host[:port] and nothing more. */
+static void check_origin(const char *s)
+{
+    if (kw_origin_matches(s, NULL, s))
+        abort(); /* "http://..." is never a Host */
+    if (!kw_origin_matches(s, s, NULL))
+        return;
+    const char *rest = strstr(s, "://");
+    if (!rest || strpbrk(rest + 3, "/@?# \t\r\n") || !kw_origin_url_ok(s))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
@@ -78,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (kw_validate_environment(s, NULL) == KW_OK && !kw_keyfmt_environment_valid(s, strlen(s)))
         abort();
+    check_forwarded(s);
+    check_origin(s);
     kw_pepper *p = NULL;
     if (kw_pepper_load(NULL, s, false, &p, NULL) == KW_OK) {
         if (kw_pepper_count(p) == 0 || kw_pepper_count(p) > KW_PEPPER_VERSIONS)

@@ -11,8 +11,9 @@
 #          cppcheck, the PostgreSQL server that scripts/pg.sh starts for
 #          the PostgreSQL test runs, and chromium, nodejs and npm for the
 #          browser tests (tests/browser: npm installs playwright-core, which
-#          drives Debian's chromium), and for the package test (tests/deb)
-#          what the deb profile has plus strace (the sandbox check)
+#          drives Debian's chromium), wrk (the load of the sign-in flood
+#          test), and for the package test (tests/deb) what the deb profile
+#          has plus strace (the sandbox check)
 #   bench  build, plus wrk (load generator), nginx (the reference server) and
 #          the PostgreSQL server for the PostgreSQL round
 #   soak   build, plus python3 (tests/soak/soak.py) and wrk (its verification
@@ -36,7 +37,7 @@ pkgs="gcc pkg-config meson ninja-build libsodium-dev libjansson-dev libsqlite3-d
 pkgs="$pkgs libmicrohttpd-dev libunistring-dev"
 case "$profile" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm"
+test) pkgs="$pkgs libcmocka-dev python3 nginx-light clang-format clang-tidy cppcheck postgresql chromium nodejs npm wrk"
 	pkgs="$pkgs dpkg-dev lintian systemd man-db adduser strace" ;;
 bench) pkgs="$pkgs python3 wrk nginx-light postgresql" ;;
 soak) pkgs="$pkgs python3 wrk" ;;

@@ -20,12 +20,16 @@ if [ ! -f "$out/build.ninja" ]; then
 fi
 ninja -C "$out" fuzz_input fuzz_http
 
-# fuzz_input seeds: a real key, a name, an email and a keyring.
+# fuzz_input seeds: a real key, a name, an email, a keyring, forwarding
+# headers, an origin.
 mkdir -p "$out/corpus-input"
 printf 'kw_production_jNBLzISEA1DWLKCzcGiWAURw8rOiLq0NCpF7wwKdv1H0Lt5Ya' >"$out/corpus-input/key"
 printf '  Production CRM \xf0\x9f\x94\x91 ' >"$out/corpus-input/name"
 printf 'admin@example.com' >"$out/corpus-input/email"
 printf '1:%064d\n2:%064d\n' 0 1 >"$out/corpus-input/pepper"
+printf '198.51.100.1, [2001:db8::7]:4711, 10.0.0.2' >"$out/corpus-input/xff"
+printf 'for="[2001:db8:cafe::17]:4711";proto=https, for=_hidden, for=unknown' >"$out/corpus-input/forwarded"
+printf 'https://keys.example.com:8443' >"$out/corpus-input/origin"
 "$out/fuzz_input" -max_total_time="$seconds" -max_len=512 -print_final_stats=1 "$out/corpus-input"
 
 # fuzz_http seeds: one request of each kind (fuzz/http-seeds), which the

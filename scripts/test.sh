@@ -11,7 +11,9 @@
 # PostgreSQL server from scripts/pg.sh. KEYWARD_TEST_POSTGRES=0 skips that.
 # The suite "deb" (the Debian package, built by scripts/deb.sh in its own
 # release build) runs in the plain run only: a sanitizer build adds nothing
-# to it.
+# to it. So does the suite "perf" (verification under a sign-in flood): its
+# ratios are about the optimized build, under the sanitizers they would
+# measure the sanitizers.
 #
 # The last line counts every test case of every run (TAP "ok"/"not ok"):
 #   tests: N passed, N failed[, N skipped]
@@ -61,7 +63,7 @@ sanitize | all)
 	# halt_on_error makes any UBSan finding fail the test that hit it.
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-	run_suite build-sanitize "--no-suite deb" --buildtype=debug -Db_sanitize=address,undefined \
+	run_suite build-sanitize "--no-suite deb --no-suite perf" --buildtype=debug -Db_sanitize=address,undefined \
 		-Db_lundef=false ||
 		failed=1
 	;;

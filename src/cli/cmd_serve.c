@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "core/json.h"
 #include "http/http.h"
+#include "http/origin.h"
 
 static char public_origin[512];
 
@@ -42,6 +43,9 @@ static int options(const kw_cli *cli, kw_http_options *o)
         {KW_CLI_IDLE_TIMEOUT, &o->idle_timeout_s, NULL},
         {KW_CLI_REQUEST_HEAD_TIMEOUT, &o->request_head_timeout_s, NULL},
         {KW_CLI_WAITING_PER_IP, &o->waiting_per_ip, NULL},
+        {KW_CLI_PASSWORD_CHECK_THREADS, &o->password_check_threads, NULL},
+        {KW_CLI_PASSWORD_CHECK_QUEUE, &o->password_check_queue, NULL},
+        {KW_CLI_PASSWORD_CHECKS_PER_S, &o->password_checks_per_s, NULL},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         v = kw_cli_setting_value(cli, ints[i].setting);
@@ -63,6 +67,10 @@ static int options(const kw_cli *cli, kw_http_options *o)
         kw_cli_errorf("public_url must start with http:// or https://");
         return KW_CLI_EXIT_USAGE;
     }
+    if (v && !kw_origin_url_ok(v)) {
+        kw_cli_errorf("public_url must be http:// or https://, a host, maybe a port and a path");
+        return KW_CLI_EXIT_USAGE;
+    }
     if (v) {
         /* The origin is the URL without a trailing slash; https implies Secure cookies. */
         snprintf(public_origin, sizeof public_origin, "%s", v);
@@ -73,6 +81,7 @@ static int options(const kw_cli *cli, kw_http_options *o)
         if (strncmp(v, "https://", 8) == 0)
             o->secure_cookies = true;
     }
+    o->trusted_proxies = kw_cli_setting_value(cli, KW_CLI_TRUSTED_PROXIES);
     v = kw_cli_setting_value(cli, KW_CLI_ACCESS_LOG);
     if (v && strcmp(v, "off") == 0) {
         o->access_log_fd = -1;
@@ -158,8 +167,10 @@ int kw_cli_serve(kw_cli *cli, int argc, char **argv)
                 "max_connections (4096), max_connections_per_ip (256), idle_timeout_s (30),\n"
                 "request_head_timeout_s (10), waiting_connections_per_ip (16),\n"
                 "access_log (stderr|off). Console: public_url (its origin), secure_cookies\n"
-                "(on|off), session_idle_s (1800), session_absolute_s (43200). All as config\n"
-                "keys or KEYWARD_* variables.",
+                "(on|off), session_idle_s (1800), session_absolute_s (43200). Sign-in:\n"
+                "password_check_threads (1) and password_check_queue (16; past it, 503),\n"
+                "trusted_proxies (CIDRs whose X-Forwarded-For or Forwarded names the client).\n"
+                "All as config keys or KEYWARD_* variables.",
         .opts = opts,
     };
     /* Block the stop signals in every thread (the service's and the server's

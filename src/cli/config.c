@@ -51,6 +51,13 @@ static const struct setting {
     [KW_CLI_ACCESS_LOG] = {"access_log", "KEYWARD_ACCESS_LOG", NULL, 0, 0},
     [KW_CLI_SECURE_COOKIES] = {"secure_cookies", "KEYWARD_SECURE_COOKIES", NULL, 0, 0},
     [KW_CLI_PUBLIC_URL] = {"public_url", "KEYWARD_PUBLIC_URL", NULL, 0, 0},
+    [KW_CLI_PASSWORD_CHECK_THREADS] = {"password_check_threads", "KEYWARD_PASSWORD_CHECK_THREADS",
+                                       NULL, 1, 64},
+    [KW_CLI_PASSWORD_CHECK_QUEUE] = {"password_check_queue", "KEYWARD_PASSWORD_CHECK_QUEUE", NULL,
+                                     1, 65536},
+    [KW_CLI_PASSWORD_CHECKS_PER_S] = {"password_checks_per_s", "KEYWARD_PASSWORD_CHECKS_PER_S",
+                                      NULL, 0, 10000},
+    [KW_CLI_TRUSTED_PROXIES] = {"trusted_proxies", "KEYWARD_TRUSTED_PROXIES", NULL, 0, 0},
 };
 
 int kw_cli_init(kw_cli *cli)

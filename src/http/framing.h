@@ -43,8 +43,8 @@ bool kw_framing_refuse(kw_framing_verdict *v, unsigned status, const char *messa
  * The field rules: names are tokens, values hold no control byte but tab;
  * one Content-Length at most, of digits, within the body limit; a
  * Transfer-Encoding never with Content-Length nor in HTTP/1.0, and then
- * only "chunked" (501 for any other coding); exactly one Host in HTTP/1.1, at most one in HTTP/1.0, of
- * authority characters. Returns true when acceptable, else false with *v.
+ * only "chunked" (501 for any other coding); exactly one Host in HTTP/1.1, at most one in HTTP/1.0,
+ * of authority characters. Returns true when acceptable, else false with *v.
  */
 bool kw_framing_check_fields(bool http10, const kw_framing_field *fields, size_t n,
                              const kw_framing_limits *lim, kw_framing_verdict *v);

@@ -40,6 +40,12 @@ typedef struct {
     unsigned signin_failures_per_email; /* 5 per window, then 429 */
     unsigned signin_failures_per_addr;  /* 20 per window, then 429 */
     unsigned signin_window_s;           /* 900 */
+    unsigned password_check_threads;    /* 1: threads that check sign-in passwords */
+    unsigned password_check_queue;      /* 16 sign-ins waiting for a check, then 503 */
+    unsigned password_checks_per_s;     /* 1: checks started per second at most; 0: any */
+    const char *trusted_proxies;        /* "10.0.0.0/8, fd00::/8": proxies whose
+                                           X-Forwarded-For or Forwarded names the client;
+                                           NULL or "": none */
 } kw_http_options;
 
 void kw_http_options_defaults(kw_http_options *o);

@@ -60,6 +60,14 @@ void kw_http_metrics_free(kw_http_metrics *m);
 /* Counts one answered request of route (kw_http_route_count(): none). */
 void kw_http_metrics_request(kw_http_metrics *m, size_t route, unsigned status, uint64_t ns);
 void kw_http_metrics_verify(kw_http_metrics *m, kw_verify_code code);
+
+typedef enum {
+    KW_PASSWORD_CHECKED,  /* a password was checked (argon2id) */
+    KW_PASSWORD_REJECTED, /* a sign-in got 503: the password-check queue was full */
+    KW_PASSWORD_EVENT_COUNT
+} kw_password_event;
+
+void kw_http_metrics_password(kw_http_metrics *m, kw_password_event event);
 /* The Prometheus text exposition; caller frees. active_keys < 0: unknown. */
 char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size_t *len);
 
@@ -75,7 +83,9 @@ struct kw_http_server {
     struct kw_ratelimit *signin_by_addr;
     struct kw_gate *gate;
     struct kw_conntrack *conns;
-    struct kw_http_noise *noise; /* rate-limits log lines about refused connections */
+    struct kw_http_noise *noise;        /* rate-limits log lines about refused connections */
+    struct kw_hashpool *hashpool;       /* password checks, off the server threads */
+    struct kw_proxies *trusted_proxies; /* NULL: none */
     char url[128];
     uint16_t port;
     atomic_int in_flight;
@@ -104,10 +114,22 @@ struct kw_http_req {
     char actor[KW_ACTOR_BUFSZ]; /* who acts, for the audit log */
     unsigned status;
     struct MHD_Response *response;
+    bool deferred; /* kw_http_suspend'ed: the reply comes from another thread */
 };
 
 /* A request header's value, or NULL. */
 const char *kw_http_header(const kw_http_req *req, const char *name);
+
+/*
+ * For a handler whose reply takes long to make: suspends the request, so
+ * that the server thread goes on with other connections when the handler
+ * returns. Another thread then leaves the reply (kw_http_reply_*) and calls
+ * kw_http_resume, after which it must not touch req again: the server
+ * sends the reply and frees req. Every suspended request must be resumed,
+ * also when the server stops.
+ */
+void kw_http_suspend(kw_http_req *req);
+void kw_http_resume(kw_http_req *req);
 
 /* ---- reply.c ---- */
 
@@ -186,7 +208,12 @@ const char *kw_http_session_cookie(const kw_http_req *req);
 /* kw_http_authorize for a request that carries a session cookie. */
 bool kw_http_session_authorize(kw_http_req *req);
 
-/* The client's address as text ("unknown" when it cannot be told). */
+/* ---- clientaddr.c ---- */
+
+/*
+ * The client's address as text: the peer's, or the one trusted proxies
+ * name (see clientaddr.h); "unknown" when it cannot be told.
+ */
 void kw_http_client_address(const kw_http_req *req, char *out, size_t size);
 
 #endif

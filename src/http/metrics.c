@@ -30,6 +30,7 @@ struct kw_http_metrics {
     atomic_uint_fast64_t buckets[MAX_ROUTES + 1][BUCKETS];
     atomic_uint_fast64_t sum_ns[MAX_ROUTES + 1];
     atomic_uint_fast64_t verify[VERIFY_CODES];
+    atomic_uint_fast64_t password[KW_PASSWORD_EVENT_COUNT];
 };
 
 kw_http_metrics *kw_http_metrics_new(void)
@@ -73,6 +74,12 @@ void kw_http_metrics_verify(kw_http_metrics *m, kw_verify_code code)
 {
     if ((unsigned)code < VERIFY_CODES)
         atomic_fetch_add_explicit(&m->verify[code], 1, memory_order_relaxed);
+}
+
+void kw_http_metrics_password(kw_http_metrics *m, kw_password_event event)
+{
+    if ((unsigned)event < KW_PASSWORD_EVENT_COUNT)
+        atomic_fetch_add_explicit(&m->password[event], 1, memory_order_relaxed);
 }
 
 typedef struct {
@@ -186,6 +193,16 @@ char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size
     for (int c = 0; c < VERIFY_CODES; c++)
         put(&t, "keyward_verifications_total{code=\"%s\"} %llu\n",
             kw_verify_code_name((kw_verify_code)c), (unsigned long long)load(&m->verify[c]));
+
+    put(&t,
+        "# HELP keyward_password_checks_total Passwords checked (argon2id) for sign-ins.\n"
+        "# TYPE keyward_password_checks_total counter\nkeyward_password_checks_total %llu\n"
+        "# HELP keyward_password_queue_rejected_total Sign-ins answered 503 because the "
+        "password-check queue was full.\n"
+        "# TYPE keyward_password_queue_rejected_total counter\n"
+        "keyward_password_queue_rejected_total %llu\n",
+        (unsigned long long)load(&m->password[KW_PASSWORD_CHECKED]),
+        (unsigned long long)load(&m->password[KW_PASSWORD_REJECTED]));
 
     if (active_keys >= 0)
         put(&t,

@@ -1,5 +1,5 @@
 /*
- * ratelimit.c - failure counters in a fixed-size table (see ratelimit.h).
+ * ratelimit.c - attempt counters in a fixed-size table (see ratelimit.h).
  *
  * The table holds ENTRIES keys; when it is full, a key whose window has
  * passed is reused, else the one whose window started first. Counters are
@@ -57,19 +57,9 @@ static entry *find(kw_ratelimit *rl, const char *key)
     return NULL;
 }
 
-unsigned kw_ratelimit_wait(kw_ratelimit *rl, const char *key, int64_t now)
+unsigned kw_ratelimit_take(kw_ratelimit *rl, const char *key, int64_t now)
 {
     unsigned wait = 0;
-    pthread_mutex_lock(&rl->mu);
-    const entry *e = find(rl, key);
-    if (e && now < e->window_start + rl->window_s && e->count >= rl->limit)
-        wait = (unsigned)(e->window_start + rl->window_s - now);
-    pthread_mutex_unlock(&rl->mu);
-    return wait;
-}
-
-void kw_ratelimit_fail(kw_ratelimit *rl, const char *key, int64_t now)
-{
     pthread_mutex_lock(&rl->mu);
     entry *e = find(rl, key);
     if (!e) {
@@ -91,7 +81,21 @@ void kw_ratelimit_fail(kw_ratelimit *rl, const char *key, int64_t now)
         e->window_start = now;
         e->count = 0;
     }
-    e->count++;
+    if (e->count < rl->limit)
+        e->count++;
+    else
+        wait = (unsigned)(e->window_start + rl->window_s - now);
+    pthread_mutex_unlock(&rl->mu);
+    return wait;
+}
+
+void kw_ratelimit_give_back(kw_ratelimit *rl, const char *key, int64_t taken_at)
+{
+    pthread_mutex_lock(&rl->mu);
+    entry *e = find(rl, key);
+    /* A window that started after taken_at is a later one: not the slot's. */
+    if (e && e->count > 0 && e->window_start <= taken_at)
+        e->count--;
     pthread_mutex_unlock(&rl->mu);
 }
 

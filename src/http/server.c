@@ -24,6 +24,8 @@
 #include <sodium.h>
 
 #include "core/json.h"
+#include "http/clientaddr.h"
+#include "http/hashpool.h"
 #include "core/timefmt.h"
 #include "http/accesslog.h"
 #include "http/conntrack.h"
@@ -50,6 +52,9 @@ void kw_http_options_defaults(kw_http_options *o)
     o->signin_failures_per_email = 5;
     o->signin_failures_per_addr = 20;
     o->signin_window_s = 900;
+    o->password_check_threads = 1;
+    o->password_check_queue = 16;
+    o->password_checks_per_s = 1;
 }
 
 static uint64_t now_ns(void)
@@ -74,22 +79,6 @@ static const char *method_label(const char *method)
         if (strcmp(method, known[i]) == 0)
             return known[i];
     return "OTHER";
-}
-
-void kw_http_client_address(const kw_http_req *req, char *out, size_t size)
-{
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(out, size, "unknown");
-    if (!info || !info->client_addr)
-        return;
-    const struct sockaddr *sa = info->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-                  (socklen_t)size);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-                  (socklen_t)size);
 }
 
 /*
@@ -206,6 +195,17 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 }
 
 /* ---- request lifecycle ---- */
+
+void kw_http_suspend(kw_http_req *req)
+{
+    req->deferred = true;
+    MHD_suspend_connection(req->conn);
+}
+
+void kw_http_resume(kw_http_req *req)
+{
+    MHD_resume_connection(req->conn);
+}
 
 static void free_request(kw_http_req *req)
 {
@@ -540,6 +540,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!state)
         return MHD_NO; /* out of memory in on_request_line */
     kw_http_req *req = &state->req;
+    if (req->deferred) { /* resumed: its reply is ready */
+        req->deferred = false;
+        return send_reply(req);
+    }
     if (!req->begun) {
         req->begun = true;
         req->method = method;
@@ -560,6 +564,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     kw_conntrack_set_deadline(conn_entry(conn), 0); /* the request is whole */
     dispatch(req, state->allow);
+    if (req->deferred) /* another thread replies, then resumes it */
+        return MHD_YES;
     return send_reply(req);
 }
 
@@ -676,6 +682,8 @@ static void free_parts(kw_http_server *srv)
         pthread_mutex_destroy(&srv->noise->lock);
         free(srv->noise);
     }
+    kw_hashpool_free(srv->hashpool);
+    kw_proxies_free(srv->trusted_proxies);
     free(srv);
 }
 
@@ -739,10 +747,17 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     srv->noise = calloc(1, sizeof *srv->noise);
     if (srv->noise)
         pthread_mutex_init(&srv->noise->lock, NULL);
+    srv->hashpool = kw_hashpool_new(o->password_check_threads, o->password_check_queue,
+                                    o->password_checks_per_s);
     if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log) || !srv->signin_by_email ||
-        !srv->signin_by_addr || !srv->conns || !srv->noise) {
+        !srv->signin_by_addr || !srv->conns || !srv->noise || !srv->hashpool) {
         free_parts(srv);
         return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory.");
+    }
+    st = kw_proxies_parse(o->trusted_proxies, &srv->trusted_proxies, err);
+    if (st != KW_OK) {
+        free_parts(srv);
+        return st;
     }
     int listen_fd = open_listener(o->listen, &addr, addr_len, err);
     if (listen_fd < 0) {
@@ -754,10 +769,11 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
      * connection once its first request head has been checked. Its own
      * strict mode (MHD_OPTION_STRICT_FOR_CLIENT) stays off: check_head
      * applies the same rules and more, and answers in keyward's format
-     * where libmicrohttpd would send an HTML page.
+     * where libmicrohttpd would send an HTML page. Suspend and resume:
+     * sign-ins wait for their password check off the server threads.
      */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET;
+                     MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME;
     /* Room for the request line and headers, plus the buffer body chunks are read into. */
     size_t memory = o->max_header_bytes * 2 + 16384;
     srv->daemon = MHD_start_daemon(
@@ -837,6 +853,9 @@ void kw_http_stop(kw_http_server *srv)
         nanosleep(&pause, NULL);
     }
     kw_gate_stop(srv->gate); /* no more handovers to libmicrohttpd */
+    /* Sign-ins still waiting for a password check get 503 and are resumed:
+     * libmicrohttpd refuses to stop with a request suspended. */
+    kw_hashpool_stop(srv->hashpool);
     MHD_stop_daemon(srv->daemon);
     kw_gate_free(srv->gate); /* after: libmicrohttpd counts closed connections in it */
     kw_accesslog_free(srv->log);
