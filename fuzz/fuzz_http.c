@@ -188,6 +188,12 @@ static size_t converse(int fd, const char *in, size_t len)
         }
     }
     fprintf(stderr, "fuzz_http: the server did not close the connection within 60 s\n");
+    if (getenv("FUZZ_HANG_WAIT")) { /* leave the process for a debugger to look at */
+        fprintf(stderr, "fuzz_http: sent %zu of %zu bytes, got %zu; pid %d waits\n", sent, len, got,
+                (int)getpid());
+        for (;;)
+            pause();
+    }
     abort();
 }
 
