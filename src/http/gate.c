@@ -43,6 +43,7 @@ struct waiting {
     uint64_t deadline_ns;
     bool got_bytes;
     bool lingering;
+    bool dead;            /* closed: freed once the current batch of events is done */
     struct list *in;      /* the list w is in */
     waiting *prev, *next; /* in that list, oldest first */
     waiting *chain;       /* in the peer hash bucket (waiting ones only) */
@@ -83,6 +84,7 @@ struct kw_gate {
     waiting *buckets[BUCKETS];
     char *scratch;                /* limits.max_head_bytes + 1 */
     uint64_t accept_paused_until; /* out of descriptors: accept again from then */
+    waiting *graveyard;           /* closed entries an event of the current batch may still name */
     pthread_mutex_t added_lock;
     added *added;
     pthread_mutex_t served_lock;
@@ -231,12 +233,32 @@ static void unlink_waiting(kw_gate *g, waiting *w)
     epoll_ctl(g->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
 }
 
+/*
+ * Frees w once the current batch of epoll events is handled: an event for
+ * it may come later in the same batch (it was evicted by another one).
+ */
+static void bury(kw_gate *g, waiting *w)
+{
+    w->dead = true;
+    w->next = g->graveyard;
+    g->graveyard = w;
+}
+
+static void free_graveyard(kw_gate *g)
+{
+    while (g->graveyard) {
+        waiting *next = g->graveyard->next;
+        free(g->graveyard);
+        g->graveyard = next;
+    }
+}
+
 /* Closes a lingering connection already taken out of the lingering list. */
 static void close_lingered(kw_gate *g, waiting *w)
 {
     epoll_ctl(g->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
     close(w->fd);
-    free(w);
+    bury(g, w);
 }
 
 static void close_lingering(kw_gate *g, waiting *w)
@@ -285,7 +307,7 @@ static void refuse(kw_gate *g, waiting *w, unsigned status, const char *message)
         g->opt.refused(g->opt.cls, status, message);
     if (status == 0) {
         close(w->fd);
-        free(w);
+        bury(g, w);
         return;
     }
     char response[1024];
@@ -295,7 +317,7 @@ static void refuse(kw_gate *g, waiting *w, unsigned status, const char *message)
     shutdown(w->fd, SHUT_WR);
     if (!drain_input(w->fd, g->scratch, g->opt.limits.max_head_bytes + 1)) {
         close(w->fd);
-        free(w);
+        bury(g, w);
         return;
     }
     w->lingering = true;
@@ -396,7 +418,7 @@ static bool examine(kw_gate *g, waiting *w, uint32_t events)
     }
     unlink_waiting(g, w);
     g->opt.handoff(g->opt.cls, w->fd, (const struct sockaddr *)&w->addr, w->addr_len);
-    free(w);
+    bury(g, w);
     return false;
 }
 
@@ -479,6 +501,8 @@ static void *run(void *arg)
                 accept_all(g);
             else if (p == &wake_marker)
                 take_added(g);
+            else if (((waiting *)p)->dead)
+                continue;
             else if (((waiting *)p)->lingering)
                 on_lingering(g, p);
             else
@@ -486,6 +510,7 @@ static void *run(void *arg)
         }
         uint64_t now = now_ns();
         expire(g, now);
+        free_graveyard(g);
         if (now >= next_tick) {
             next_tick = now + TICK_NS;
             if (g->opt.tick)
@@ -583,6 +608,7 @@ void kw_gate_stop(kw_gate *g)
         }
     while ((x = list_pop(&g->lingering_list)))
         close_lingered(g, x);
+    free_graveyard(g);
     pthread_mutex_lock(&g->added_lock);
     added *a = g->added;
     g->added = NULL;
