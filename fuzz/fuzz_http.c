@@ -20,6 +20,7 @@
  * Run with `make fuzz` (scripts/fuzz.sh).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -168,8 +169,11 @@ static size_t converse(int fd, const char *in, size_t len)
             shut = true;
         }
         struct pollfd p = {fd, (short)(POLLIN | (shut ? 0 : POLLOUT)), 0};
-        if (poll(&p, 1, 1000) < 0)
+        if (poll(&p, 1, 1000) < 0) {
+            if (errno == EINTR) /* libFuzzer's timer signal */
+                continue;
             break;
+        }
         if (p.revents & POLLOUT) {
             ssize_t w = send(fd, in + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (w > 0)
