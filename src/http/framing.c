@@ -276,6 +276,10 @@ static kw_head_state scan_field(const scan *s, size_t *i, kw_framing_field *f)
         end--;
     f->value = b + value;
     f->value_len = end - value;
+    /* RFC 9112 allows whitespace after a length, but libmicrohttpd refuses
+     * it with a page of its own: refuse it here, in the API's format. */
+    if (end != p && name_is(f, "content-length"))
+        return refused(s, 400, "The Content-Length header is not a length.");
     *i = p + 2;
     return KW_HEAD_COMPLETE;
 }

@@ -91,6 +91,8 @@ static const struct {
     {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), 400},
     {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n"), 400},
     {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n"), 400},
+    {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length:1 \r\n\r\n"), 400},
+    {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\t\r\n\r\n"), 400},
     {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n"), 400},
     {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16385\r\n\r\n"), 413},
     {S("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
