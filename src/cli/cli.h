@@ -32,6 +32,7 @@ typedef enum {
     KW_CLI_MAX_KEYS,
     KW_CLI_LAST_USED_INTERVAL,
     KW_CLI_VERIFY_CACHE,
+    KW_CLI_NODE_LEASE,
     KW_CLI_SESSION_IDLE,
     KW_CLI_SESSION_ABSOLUTE,
     /* serve's own settings */
@@ -58,6 +59,7 @@ typedef struct {
     const char *flag[KW_CLI_SETTING_COUNT]; /* as given on the command line, or NULL */
     char *file[KW_CLI_SETTING_COUNT];       /* as read from the config file (owned), or NULL */
     bool json;                              /* --json: print one JSON document */
+    bool node;     /* the command serves verifications (kw_config.node) */
     char *pepper;  /* KEYWARD_PEPPER, taken out of the environment at start; wiped */
     kw_config cfg; /* filled by kw_cli_open; points into the strings above */
 } kw_cli;

@@ -69,7 +69,9 @@ typedef enum {
 
 void kw_http_metrics_password(kw_http_metrics *m, kw_password_event event);
 /* The Prometheus text exposition; caller frees. active_keys < 0: unknown. */
-char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size_t *len);
+/* index may be NULL (no index figures are shown). */
+char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys,
+                             const kw_index_stats *index, size_t *len);
 
 /* ---- the server, as handlers see it ---- */
 

@@ -1,0 +1,56 @@
+/*
+ * keyindex.h - every stored key in memory, by the keyed hash of its secret.
+ *
+ * The index is complete: it holds every key of the store (expired ones
+ * too), so a hash it does not hold belongs to no key, and a forged key
+ * costs a verification no query at all. It knows nothing of freshness:
+ * core/keysync.h decides when its answers may be served and applies the
+ * store's change feed to it.
+ *
+ * Each key takes one allocation sized to its strings (about 150 bytes for
+ * a typical key) plus one pointer slot in a table kept at most half full.
+ * The table is split into shards by the hash's first byte, each with its
+ * own mutex held only to compare hashes and copy one record, and each
+ * growing on its own, so a lookup never waits for a whole-table resize.
+ * Safe to use from many threads.
+ */
+#ifndef KW_KEYINDEX_H
+#define KW_KEYINDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/model.h"
+
+typedef struct kw_keyindex kw_keyindex;
+
+/* An empty index; NULL when out of memory. */
+kw_keyindex *kw_keyindex_new(void);
+void kw_keyindex_free(kw_keyindex *x);
+
+/*
+ * Adds key under (hash, pepper_version), or replaces the key held there.
+ * Only what a verification answers is kept: id, account, name,
+ * environment, masked form, creation and expiry (never last_used_at).
+ * False when out of memory (the index then no longer holds that key).
+ */
+bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
+                     const kw_key *key);
+
+/* Removes the key held under (hash, pepper_version); true when there was one. */
+bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES],
+                        uint32_t pepper_version);
+
+/* Copies the key held under (hash, pepper_version) into *out; false when there is none. */
+bool kw_keyindex_get(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
+                     kw_key *out);
+
+/* Removes every key. */
+void kw_keyindex_clear(kw_keyindex *x);
+
+/* How many keys the index holds, and the bytes it uses for them (entries and tables). */
+size_t kw_keyindex_count(kw_keyindex *x);
+size_t kw_keyindex_bytes(kw_keyindex *x);
+
+#endif
