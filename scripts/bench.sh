@@ -5,7 +5,7 @@
 set -eu
 build=${1:-build}
 echo "== in-process verification (single thread) =="
-"$build/bench/bench_verify" "${BENCH_KEYS:-2000}" "${BENCH_SECONDS:-2}"
+"$build/bench/bench_verify" "${BENCH_KEYS:-1000000}" "${BENCH_SECONDS:-2}"
 echo
 echo "== HTTP verification: wrk against keyward serve (SQLite, PostgreSQL, under a sign-in flood) and against nginx (same run) =="
 # bench/http_bench.py stops its servers and removes its temp dir itself,

@@ -318,8 +318,15 @@ kw_status kw_keysync_lookup(kw_keysync *ks, const uint8_t hash[KW_HASH_BYTES],
 
 void kw_keysync_settle(kw_keysync *ks, int64_t seq)
 {
-    if (!ks || !ks->leases || seq <= 0)
+    if (!ks || seq <= 0)
         return;
+    if (!ks->leases) {
+        /* Token mode needs no wait: every later lookup sees the commit.
+         * Applying it now only keeps this node's figures current. */
+        if (ks->index && ks->store->ops->change_token)
+            token_current(ks);
+        return;
+    }
     /* Counted from after the commit: every lease live at the commit ends
      * within lease_ms of it, and none is granted afterwards without seq. */
     int64_t start = monotonic_ns();
