@@ -261,8 +261,8 @@ int main(int argc, char **argv)
     printf("libsodium HMAC-SHA-256:                 %10.0f /s  (%.2f us)\n", hmac, 1e6 / hmac);
     printf("verify, %7zu keys, random pick:       %10.0f /s  (%.2f us)  verify/HMAC %.3f\n",
            (size_t)SMALL, small.verify, 1e6 / small.verify, small.verify / hmac);
-    printf("verify, %7zu keys, random pick:       %10.0f /s  (%.2f us)  verify/HMAC %.3f\n",
-           nkeys, large.verify, 1e6 / large.verify, large.verify / hmac);
+    printf("verify, %7zu keys, random pick:       %10.0f /s  (%.2f us)  verify/HMAC %.3f\n", nkeys,
+           large.verify, 1e6 / large.verify, large.verify / hmac);
     printf("ratio %zu keys / %d keys:             %10.3f\n", nkeys, SMALL,
            large.verify / small.verify);
     printf("forged keys / valid keys, %7zu keys: %10.3f  (%llu store queries for %.0f forged)\n",

@@ -59,7 +59,7 @@ typedef struct {
     const char *flag[KW_CLI_SETTING_COUNT]; /* as given on the command line, or NULL */
     char *file[KW_CLI_SETTING_COUNT];       /* as read from the config file (owned), or NULL */
     bool json;                              /* --json: print one JSON document */
-    bool node;     /* the command serves verifications (kw_config.node) */
+    bool node;                              /* the command serves verifications (kw_config.node) */
     char *pepper;  /* KEYWARD_PEPPER, taken out of the environment at start; wiped */
     kw_config cfg; /* filled by kw_cli_open; points into the strings above */
 } kw_cli;

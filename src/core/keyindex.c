@@ -27,7 +27,7 @@ typedef struct {
     uint16_t len[FIELDS];
     int64_t created_at;
     int64_t expires_at;
-    size_t size;  /* of this allocation */
+    size_t size; /* of this allocation */
     char text[]; /* the FIELDS strings, each followed by its NUL */
 } entry;
 
@@ -143,10 +143,8 @@ static entry *make_entry(const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_vers
                          const kw_key *key)
 {
     const char *field[FIELDS] = {
-        [F_ID] = key->id,
-        [F_ACCOUNT] = key->account_id,
-        [F_NAME] = key->name,
-        [F_ENVIRONMENT] = key->environment,
+        [F_ID] = key->id,         [F_ACCOUNT] = key->account_id,
+        [F_NAME] = key->name,     [F_ENVIRONMENT] = key->environment,
         [F_MASKED] = key->masked,
     };
     size_t len[FIELDS];
@@ -204,8 +202,7 @@ bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t
     return ok;
 }
 
-bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES],
-                        uint32_t pepper_version)
+bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version)
 {
     shard *sh = shard_of(x, hash);
     pthread_mutex_lock(&sh->mu);
@@ -236,10 +233,8 @@ bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES],
 static void copy_out(const entry *e, kw_key *out)
 {
     char *dst[FIELDS] = {
-        [F_ID] = out->id,
-        [F_ACCOUNT] = out->account_id,
-        [F_NAME] = out->name,
-        [F_ENVIRONMENT] = out->environment,
+        [F_ID] = out->id,         [F_ACCOUNT] = out->account_id,
+        [F_NAME] = out->name,     [F_ENVIRONMENT] = out->environment,
         [F_MASKED] = out->masked,
     };
     const char *p = e->text;

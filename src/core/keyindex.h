@@ -39,8 +39,7 @@ bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t
                      const kw_key *key);
 
 /* Removes the key held under (hash, pepper_version); true when there was one. */
-bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES],
-                        uint32_t pepper_version);
+bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version);
 
 /* Copies the key held under (hash, pepper_version) into *out; false when there is none. */
 bool kw_keyindex_get(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,

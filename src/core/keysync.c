@@ -38,11 +38,11 @@ struct kw_keysync {
     int64_t (*clock)(void);
     char node_id[KW_ID_BUFSZ];
 
-    pthread_mutex_t mu;     /* orders loads and feed reads; guards loaded, last_prune */
-    bool loaded;            /* the index was loaded once */
-    bool overflow;          /* the store holds more than max_keys: the store answers */
-    int64_t last_prune;     /* Unix seconds */
-    atomic_bool ready;      /* the index holds every key up to applied */
+    pthread_mutex_t mu; /* orders loads and feed reads; guards loaded, last_prune */
+    bool loaded;        /* the index was loaded once */
+    bool overflow;      /* the store holds more than max_keys: the store answers */
+    int64_t last_prune; /* Unix seconds */
+    atomic_bool ready;  /* the index holds every key up to applied */
     atomic_int_fast64_t applied;
     atomic_int_fast64_t head;
     atomic_uint_fast64_t token;    /* token mode: the store token the index reflects */

@@ -44,30 +44,30 @@
 typedef struct kw_keysync kw_keysync;
 
 typedef struct {
-    bool index;          /* keep the index (a serving node); false: settle only */
-    size_t max_keys;     /* past this many keys the index stops answering */
-    int lease_ms;        /* lease mode: the lease each renewal asks for */
-    int feed_retention_s; /* feed entries older than this are pruned */
+    bool index;             /* keep the index (a serving node); false: settle only */
+    size_t max_keys;        /* past this many keys the index stops answering */
+    int lease_ms;           /* lease mode: the lease each renewal asks for */
+    int feed_retention_s;   /* feed entries older than this are pruned */
     int64_t (*clock)(void); /* Unix seconds; NULL: the system clock */
 } kw_keysync_config;
 
 /* What /metrics shows of the index and its feed. */
 typedef struct {
-    bool index;    /* an index is kept */
-    bool leases;   /* lease mode (else token mode) */
-    bool ready;    /* the index holds every key (not loading, not past max_keys) */
-    bool overflow; /* the store held more than max_keys keys: the store answers */
+    bool index;      /* an index is kept */
+    bool leases;     /* lease mode (else token mode) */
+    bool ready;      /* the index holds every key (not loading, not past max_keys) */
+    bool overflow;   /* the store held more than max_keys keys: the store answers */
     bool lease_held; /* lease mode: the lease holds now */
     int64_t lease_remaining_ms;
     size_t entries;
     size_t bytes;
-    uint64_t hits;          /* lookups the index answered (found or not) */
-    uint64_t misses;        /* lookups left to the store */
-    uint64_t invalidations; /* changes applied to the index */
-    uint64_t reloads;       /* full loads from a snapshot */
-    uint64_t renewals;      /* lease mode: leases granted */
-    int64_t applied;        /* the feed position the index reflects */
-    int64_t head;           /* the newest feed position this node has seen */
+    uint64_t hits;            /* lookups the index answered (found or not) */
+    uint64_t misses;          /* lookups left to the store */
+    uint64_t invalidations;   /* changes applied to the index */
+    uint64_t reloads;         /* full loads from a snapshot */
+    uint64_t renewals;        /* lease mode: leases granted */
+    int64_t applied;          /* the feed position the index reflects */
+    int64_t head;             /* the newest feed position this node has seen */
     int64_t caught_up_ms_ago; /* since the index last was known current */
 } kw_keysync_stats;
 

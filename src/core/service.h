@@ -69,18 +69,18 @@ kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err)
 
 /* What the service's verification index does (for /metrics; see core/keysync.h). */
 typedef struct {
-    bool index;               /* keys are kept in memory */
-    bool leases;              /* multi-node store: answers from memory need a lease */
-    bool ready;               /* the index holds every key and may answer */
-    bool overflow;            /* the store holds more than verify_cache_entries keys */
+    bool index;    /* keys are kept in memory */
+    bool leases;   /* multi-node store: answers from memory need a lease */
+    bool ready;    /* the index holds every key and may answer */
+    bool overflow; /* the store holds more than verify_cache_entries keys */
     bool lease_held;
     int64_t lease_remaining_ms;
     uint64_t entries;
     uint64_t bytes;
-    uint64_t hits;            /* verification lookups answered from memory */
-    uint64_t misses;          /* ... left to the store */
-    uint64_t store_lookups;   /* key lookups the store answered for verifications */
-    uint64_t invalidations;   /* feed changes applied to the index */
+    uint64_t hits;          /* verification lookups answered from memory */
+    uint64_t misses;        /* ... left to the store */
+    uint64_t store_lookups; /* key lookups the store answered for verifications */
+    uint64_t invalidations; /* feed changes applied to the index */
     uint64_t reloads;
     uint64_t renewals;
     int64_t applied;          /* change-feed position applied */

@@ -28,7 +28,7 @@ struct kw_service {
     int64_t (*clock)(void);
 
     kw_lastused *lastused;
-    kw_keysync *sync;   /* the verification index and the change feed */
+    kw_keysync *sync; /* the verification index and the change feed */
     atomic_uint_fast64_t store_lookups;
     pthread_t flusher;
     bool flusher_running;

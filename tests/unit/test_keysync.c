@@ -204,8 +204,8 @@ static void test_unrelated_writes_drop_nothing(void **state)
                      KW_OK);
     kw_session sess;
     char token[KW_SESSION_TOKEN_BUFSZ], csrf[KW_SESSION_TOKEN_BUFSZ];
-    assert_int_equal(kw_service_session_create(f->b, "ops@example.com", "correct horse battery",
-                                               21, &sess, token, csrf, &err),
+    assert_int_equal(kw_service_session_create(f->b, "ops@example.com", "correct horse battery", 21,
+                                               &sess, token, csrf, &err),
                      KW_OK);
     kw_root_key rk;
     char rk_secret[KW_KEY_BUFSZ];
@@ -254,12 +254,14 @@ static void test_a_pruned_feed_makes_a_node_reload(void **state)
     kw_store *store = f->a->store;
     assert_int_equal(store->ops->feed_prune(store, kw_service_now(f->a) + 3600), KW_OK);
 
-    for (int i = 0; i < 200 && stats(f->b).reloads == reloads; i++) {
+    /* On SQLite node b reads the feed only when it verifies, so it finds
+     * the gap now. On PostgreSQL its feed thread applied each change as it
+     * was notified, before the prune: no gap to find, the answers below
+     * must be exact all the same (catch_up is the same code either way). */
+    if (!stats(f->b).leases) {
         verify(f->b, keep_secret);
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL);
+        assert_true(stats(f->b).reloads > reloads);
     }
-    assert_true(stats(f->b).reloads > reloads);
     wait_ready(f->b);
     assert_int_equal(verify(f->b, gone_secret), KW_VERIFY_NOT_FOUND);
     assert_int_equal(verify(f->b, keep_secret), KW_VERIFY_VALID);
@@ -305,18 +307,27 @@ static void test_a_silent_node_delays_a_change_by_one_lease_at_most(void **state
 {
     fixture *f = *state;
     kw_store *store = f->a->store;
-    if (!store->ops->node_renew)
-        skip(); /* SQLite: no leases, nothing to wait for */
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     create(f->a, &f->acc, "CRM", &k, secret);
+    kw_error err;
+    if (!store->ops->node_renew) {
+        /* SQLite: no leases; every process sees the commit counter, so a
+         * change never waits for anyone. */
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        assert_int_equal(kw_service_key_delete(f->a, "test", f->acc.id, k.id, &err), KW_OK);
+        assert_true(elapsed_ms(&start) < 500);
+        assert_int_equal(verify(f->b, secret), KW_VERIFY_NOT_FOUND);
+        sodium_memzero(secret, sizeof secret);
+        return;
+    }
     int64_t head = 0;
     assert_int_equal(store->ops->feed_head(store, &head), KW_OK);
     /* A node that has applied everything so far, then goes silent. */
     assert_int_equal(store->ops->node_renew(store, "node_silent", head, 1000, &head), KW_OK);
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    kw_error err;
     assert_int_equal(kw_service_key_delete(f->a, "test", f->acc.id, k.id, &err), KW_OK);
     int64_t took = elapsed_ms(&start);
     /* It waited for the silent node's lease (about 1 s), not for the
