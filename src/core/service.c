@@ -382,7 +382,8 @@ kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *
         uint8_t hash[KW_HASH_BYTES];
         uint32_t version = kw_service_mint(svc, environment, secret, out->masked, hash);
         kw_id_new("key", out->id);
-        st = svc->store->ops->key_insert(svc->store, out, hash, version, svc->max_keys, now, &au);
+        st = svc->store->ops->key_insert(svc->store, out, hash, version, svc->max_keys, now, &au,
+                                         NULL);
         if (st != KW_ERR_CONFLICT)
             break;
     }
@@ -440,7 +441,7 @@ kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *
     if (st != KW_OK)
         return st;
     kw_audit au = {kw_service_now(svc), actor, "key.delete"};
-    st = svc->store->ops->key_delete(svc->store, account_id, key_id, &au);
+    st = svc->store->ops->key_delete(svc->store, account_id, key_id, &au, NULL);
     /* The commit changed the store's token already; ending the epoch here
      * does not depend on that. */
     if (st == KW_OK && svc->cache)
