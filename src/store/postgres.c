@@ -17,12 +17,20 @@
 #include "store/postgres_pool.h"
 #include "store/postgres_schema.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define POOL_SIZE 8
+#include <sodium.h>
+
+#define POOL_SIZE           8
+#define SCAN_BATCH          "10000" /* rows of a key scan fetched at a time */
+#define FEED_CHANNEL        "keyward_feed"
+#define UNAVAILABLE_WAIT_MS 500 /* how long feed_wait pauses when it cannot listen */
 
 enum {
     Q_PING,
@@ -56,10 +64,24 @@ enum {
     Q_SESSION_TOUCH,
     Q_SESSION_DELETE,
     Q_STORE_EMPTY,
+    Q_FEED_BUMP,
+    Q_FEED_APPEND,
+    Q_FEED_HEAD,
+    Q_FEED_LOCK,
+    Q_FEED_PRUNE,
+    Q_CHANGES_SINCE,
+    Q_NODE_RENEW,
+    Q_NODES_BEHIND,
+    Q_NODE_LEAVE,
     Q_COUNT
 };
 
-#define KEY_COLS   "id, account_id, name, environment, masked, created_at, last_used_at, expires_at"
+#define KEY_COLS "id, account_id, name, environment, masked, created_at, last_used_at, expires_at"
+#define KEY_COLS_K                                                                                 \
+    "k.id, k.account_id, k.name, k.environment, k.masked, k.created_at, k.last_used_at, "          \
+    "k.expires_at"
+/* The database's clock in milliseconds: the one clock every node's lease is measured by. */
+#define CLOCK_MS   "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 #define ROOT_COLS  "id, name, masked, created_at, last_used_at"
 #define AUDIT_COLS "SELECT seq, at, actor, action, account_id, key_id, key_name FROM audit_log "
 /* Raises last_used_at to the newest time given per id (GREATEST): never lowers it. */
@@ -89,7 +111,8 @@ static const char *const query_sql[Q_COUNT] = {
                      "AND (expires_at IS NULL OR expires_at > $11::bigint)) < $12::bigint",
     [Q_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys WHERE account_id = $1 ORDER BY seq DESC",
     [Q_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys WHERE id = $1 AND account_id = $2",
-    [Q_KEY_DELETE] = "DELETE FROM api_keys WHERE id = $1 AND account_id = $2 RETURNING name",
+    [Q_KEY_DELETE] = "DELETE FROM api_keys WHERE id = $1 AND account_id = $2 "
+                     "RETURNING name, hash, pepper_version",
     [Q_KEY_FIND] = "SELECT " KEY_COLS " FROM api_keys WHERE hash = $1 AND pepper_version = $2",
     [Q_KEY_TOUCH] = TOUCH("api_keys"),
     [Q_ROOT_INSERT] = "INSERT INTO root_keys(id, name, masked, hash, pepper_version, created_at, "
@@ -122,11 +145,38 @@ static const char *const query_sql[Q_COUNT] = {
     [Q_SESSION_DELETE] = "DELETE FROM sessions WHERE hash = $1",
     [Q_STORE_EMPTY] = "SELECT NOT EXISTS (SELECT 1 FROM accounts) AND "
                       "NOT EXISTS (SELECT 1 FROM root_keys)",
+    /* The row lock on the head orders every change, on every node, until
+     * commit; the notification is delivered at commit, to every listener. */
+    [Q_FEED_BUMP] = "UPDATE feed_head SET seq = seq + 1 WHERE one = 1 "
+                    "RETURNING seq, pg_notify('" FEED_CHANNEL "', '')",
+    [Q_FEED_APPEND] = "INSERT INTO key_changes(seq, at, key_id, hash, pepper_version) "
+                      "VALUES ($1, $2, $3, $4, $5)",
+    [Q_FEED_HEAD] = "SELECT seq FROM feed_head WHERE one = 1",
+    /* Conflicts with Q_FEED_BUMP: no change commits while a lease is granted. */
+    [Q_FEED_LOCK] = "SELECT seq FROM feed_head WHERE one = 1 FOR SHARE",
+    [Q_FEED_PRUNE] = "DELETE FROM key_changes WHERE at < $1 "
+                     "AND seq < (SELECT seq FROM feed_head WHERE one = 1)",
+    /* Key columns first, as in a key scan, then the change's own. */
+    [Q_CHANGES_SINCE] = "SELECT " KEY_COLS_K ", c.hash, c.pepper_version, c.seq, c.key_id "
+                        "FROM key_changes c LEFT JOIN api_keys k ON k.id = c.key_id "
+                        "WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
+    [Q_NODE_RENEW] = "INSERT INTO nodes(id, applied_seq, lease_until_ms, renewed_at) "
+                     "VALUES ($1, $2, " CLOCK_MS " + $3, "
+                     "extract(epoch FROM clock_timestamp())::bigint) "
+                     "ON CONFLICT (id) DO UPDATE SET applied_seq = excluded.applied_seq, "
+                     "lease_until_ms = excluded.lease_until_ms, renewed_at = excluded.renewed_at",
+    [Q_NODES_BEHIND] =
+        "SELECT count(*) FROM nodes WHERE lease_until_ms > " CLOCK_MS " AND applied_seq < $1",
+    [Q_NODE_LEAVE] = "DELETE FROM nodes WHERE id = $1",
 };
+
+/* The rows of a key scan, read through a cursor (see op_key_scan). */
+#define KEY_SCAN_SQL "SELECT " KEY_COLS ", hash, pepper_version FROM api_keys"
 
 typedef struct {
     kw_store base;
     kw_pg_pool *pool;
+    PGconn *listener; /* feed_wait's own connection, LISTENing; NULL until needed */
 } pg_store;
 
 #define POOL(base) (((pg_store *)(base))->pool)
@@ -158,6 +208,27 @@ static int64_t col_int(const PGresult *res, int row, int col)
 static int64_t col_time(const PGresult *res, int row, int col)
 {
     return PQgetisnull(res, row, col) ? KW_TIME_NONE : col_int(res, row, col);
+}
+
+/*
+ * A bytea column of KW_HASH_BYTES bytes into out: the hex form ("\x...")
+ * that servers send by default, or whatever else bytea_output makes them.
+ */
+static bool col_hash(const PGresult *res, int row, int col, uint8_t out[KW_HASH_BYTES])
+{
+    if (PQgetisnull(res, row, col))
+        return false;
+    const char *v = PQgetvalue(res, row, col);
+    size_t len = (size_t)PQgetlength(res, row, col), n = 0;
+    if (len >= 2 && v[0] == '\\' && v[1] == 'x')
+        return sodium_hex2bin(out, KW_HASH_BYTES, v + 2, len - 2, NULL, &n, NULL) == 0 &&
+               n == KW_HASH_BYTES;
+    unsigned char *bin = PQunescapeBytea((const unsigned char *)v, &n);
+    bool ok = bin && n == KW_HASH_BYTES;
+    if (ok)
+        memcpy(out, bin, KW_HASH_BYTES);
+    PQfreemem(bin);
+    return ok;
 }
 
 /* Row readers: fill one record from a row; false when a value does not fit. */
@@ -223,10 +294,46 @@ static bool read_session(const PGresult *res, int row, void *item)
            col_text(res, row, 2, s->user.email, sizeof s->user.email);
 }
 
-/* The name a DELETE ... RETURNING name gives back (KW_NAME_BUFSZ bytes). */
-static bool read_name(const PGresult *res, int row, void *item)
+/* A key with its hash: KEY_COLS, then hash and pepper_version. */
+static bool read_key_row(const PGresult *res, int row, void *item)
 {
-    return col_text(res, row, 0, item, KW_NAME_BUFSZ);
+    kw_key_row *r = item;
+    memset(r, 0, sizeof *r);
+    if (!read_key(res, row, &r->key) || !col_hash(res, row, 8, r->hash))
+        return false;
+    r->pepper_version = (uint32_t)col_int(res, row, 9);
+    return true;
+}
+
+/* A row of Q_CHANGES_SINCE: the key's columns are NULL when it is gone. */
+static bool read_change(const PGresult *res, int row, void *item)
+{
+    kw_key_change *ch = item;
+    memset(ch, 0, sizeof *ch);
+    if (!read_key_row(res, row, &ch->row))
+        return false;
+    ch->seq = col_int(res, row, 10);
+    ch->present = !PQgetisnull(res, row, 0);
+    return ch->present || col_text(res, row, 11, ch->row.key.id, sizeof ch->row.key.id);
+}
+
+/* What a delete's RETURNING gives back: the name, and for a key its hash. */
+typedef struct {
+    char name[KW_NAME_BUFSZ];
+    uint8_t hash[KW_HASH_BYTES];
+    int64_t pepper_version;
+} deleted_row;
+
+static bool read_deleted(const PGresult *res, int row, void *item)
+{
+    deleted_row *d = item;
+    memset(d, 0, sizeof *d);
+    if (PQnfields(res) > 1) {
+        if (!col_hash(res, row, 1, d->hash))
+            return false;
+        d->pepper_version = col_int(res, row, 2);
+    }
+    return col_text(res, row, 0, d->name, sizeof d->name);
 }
 
 /* The one integer or boolean ('t' is 1) a query answers. */
@@ -369,7 +476,29 @@ typedef struct {
     const char *account_id;
     const char *id;            /* a key's or root key's; a session's user */
     const char *key_arrays[4]; /* touch: key ids, key times, root ids, root times */
+    int64_t seq;               /* out: the position of the change in the feed */
 } change;
+
+/*
+ * Appends a change of key key_id to the feed, inside the mutation's
+ * transaction, and gives its position in *seq. The head's row lock,
+ * held until commit, makes positions contiguous and in commit order.
+ */
+static kw_status feed_append(kw_pg_conn *c, int64_t at, const char *key_id,
+                             const uint8_t hash[KW_HASH_BYTES], int64_t pepper_version,
+                             int64_t *seq)
+{
+    PGresult *res;
+    kw_status status = kw_pg_run(c, Q_FEED_BUMP, &res, NULL, "");
+    if (status == KW_OK)
+        status = read_one(res, read_int, seq);
+    if (status == KW_ERR_NOT_FOUND) /* the migration seeds the head: never missing */
+        status = KW_ERR_INTERNAL;
+    if (status == KW_OK)
+        status = kw_pg_run(c, Q_FEED_APPEND, NULL, NULL, "iithi", *seq, at, key_id, hash,
+                           pepper_version);
+    return status;
+}
 
 static kw_status on_account_insert(kw_pg_conn *c, void *arg)
 {
@@ -383,7 +512,7 @@ static kw_status on_account_insert(kw_pg_conn *c, void *arg)
 /* The account's row lock, then the insert that counts under it. */
 static kw_status on_key_insert(kw_pg_conn *c, void *arg)
 {
-    const change *m = arg;
+    change *m = arg;
     const kw_key *k = m->key;
     kw_status status = account_check(c, Q_ACCOUNT_LOCK, k->account_id);
     int64_t rows = 0;
@@ -393,21 +522,28 @@ static kw_status on_key_insert(kw_pg_conn *c, void *arg)
                            k->created_at, k->last_used_at, k->expires_at, m->now, m->limit);
     if (status == KW_OK && rows == 0)
         status = KW_ERR_LIMIT;
-    return status == KW_OK ? audit(c, m->au, NULL, k->account_id, k->id, k->name) : status;
+    if (status == KW_OK)
+        status = audit(c, m->au, NULL, k->account_id, k->id, k->name);
+    return status == KW_OK ? feed_append(c, m->au->at, k->id, m->hash, m->pepper_version, &m->seq)
+                           : status;
 }
 
 /* DELETE ... RETURNING: a row that a concurrent delete took first is not found. */
 static kw_status on_key_delete(kw_pg_conn *c, void *arg)
 {
-    const change *m = arg;
-    char name[KW_NAME_BUFSZ];
+    change *m = arg;
+    deleted_row gone;
     PGresult *res;
     kw_status status = m->account_id
                            ? kw_pg_run(c, Q_KEY_DELETE, &res, NULL, "tt", m->id, m->account_id)
                            : kw_pg_run(c, Q_ROOT_DELETE, &res, NULL, "t", m->id);
     if (status == KW_OK)
-        status = read_one(res, read_name, name);
-    return status == KW_OK ? audit(c, m->au, NULL, m->account_id, m->id, name) : status;
+        status = read_one(res, read_deleted, &gone);
+    if (status == KW_OK)
+        status = audit(c, m->au, NULL, m->account_id, m->id, gone.name);
+    if (status == KW_OK && m->account_id) /* root keys are not in the feed */
+        status = feed_append(c, m->au->at, m->id, gone.hash, gone.pepper_version, &m->seq);
+    return status;
 }
 
 static kw_status on_touch(kw_pg_conn *c, void *arg)
@@ -567,7 +703,8 @@ static kw_status op_account_list(kw_store *base, kw_account_list *out)
 }
 
 static kw_status op_key_insert(kw_store *base, const kw_key *k, const uint8_t hash[KW_HASH_BYTES],
-                               uint32_t pepper_version, int limit, int64_t now, const kw_audit *au)
+                               uint32_t pepper_version, int limit, int64_t now, const kw_audit *au,
+                               int64_t *seq)
 {
     change m = {.au = au,
                 .key = k,
@@ -575,7 +712,10 @@ static kw_status op_key_insert(kw_store *base, const kw_key *k, const uint8_t ha
                 .pepper_version = pepper_version,
                 .limit = limit,
                 .now = now};
-    return kw_pg_transact(POOL(base), on_key_insert, &m);
+    kw_status status = kw_pg_transact(POOL(base), on_key_insert, &m);
+    if (status == KW_OK && seq)
+        *seq = m.seq;
+    return status;
 }
 
 /* active_count is counted from the rows read, so it agrees with the list. */
@@ -598,10 +738,13 @@ static kw_status op_key_get(kw_store *base, const char *account_id, const char *
 }
 
 static kw_status op_key_delete(kw_store *base, const char *account_id, const char *key_id,
-                               const kw_audit *au)
+                               const kw_audit *au, int64_t *seq)
 {
     change m = {.au = au, .account_id = account_id, .id = key_id};
-    return kw_pg_transact(POOL(base), on_key_delete, &m);
+    kw_status status = kw_pg_transact(POOL(base), on_key_delete, &m);
+    if (status == KW_OK && seq)
+        *seq = m.seq;
+    return status;
 }
 
 static kw_status op_key_find(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
@@ -831,10 +974,211 @@ static kw_status op_session_delete(kw_store *base, const uint8_t hash[KW_HASH_BY
     return kw_pg_transact(POOL(base), on_session_delete, &m);
 }
 
+static kw_status op_feed_head(kw_store *base, int64_t *head)
+{
+    return lookup(base, Q_FEED_HEAD, read_int, head, "");
+}
+
+/* Ends the scan's transaction: commits when status is KW_OK, else rolls back. */
+static kw_status scan_end(kw_pg_conn *c, kw_status status)
+{
+    if (status == KW_OK)
+        return kw_pg_command(c, "COMMIT", NULL);
+    if (PQstatus(c->db) == CONNECTION_OK && PQtransactionStatus(c->db) != PQTRANS_IDLE)
+        PQclear(PQexec(c->db, "ROLLBACK"));
+    return status;
+}
+
+/*
+ * The head and the rows are read in one REPEATABLE READ snapshot, the rows
+ * through a cursor SCAN_BATCH at a time: a million keys are never one
+ * result in memory. Not retried, unlike the other reads: fn has seen rows
+ * by the time a connection could break, so the caller starts again.
+ */
+static kw_status op_key_scan(kw_store *base, kw_key_row_fn fn, void *ctx, int64_t *head)
+{
+    kw_pg_conn *c;
+    kw_status status = kw_pg_acquire(POOL(base), &c);
+    if (status != KW_OK)
+        return status;
+    int64_t at = 0;
+    PGresult *res;
+    status = kw_pg_command(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL);
+    if (status == KW_OK)
+        status = kw_pg_run(c, Q_FEED_HEAD, &res, NULL, "");
+    if (status == KW_OK)
+        status = read_one(res, read_int, &at);
+    if (status == KW_ERR_NOT_FOUND)
+        status = KW_ERR_INTERNAL;
+    if (status == KW_OK)
+        status = kw_pg_command(c, "DECLARE kw_scan NO SCROLL CURSOR FOR " KEY_SCAN_SQL, NULL);
+    for (int n = -1; status == KW_OK && n != 0;) {
+        status = kw_pg_command(c, "FETCH " SCAN_BATCH " FROM kw_scan", &res);
+        if (status != KW_OK)
+            break;
+        n = PQntuples(res);
+        for (int i = 0; i < n && status == KW_OK; i++) {
+            kw_key_row row;
+            status = read_key_row(res, i, &row) ? fn(ctx, &row) : KW_ERR_INTERNAL;
+        }
+        PQclear(res);
+    }
+    status = scan_end(c, status);
+    kw_pg_release(POOL(base), c);
+    if (status == KW_OK)
+        *head = at;
+    return status;
+}
+
+static kw_status op_changes_since(kw_store *base, int64_t after, size_t limit,
+                                  kw_key_change_list *out)
+{
+    int64_t n = limit > INT64_MAX ? INT64_MAX : (int64_t)limit;
+    void *items;
+    kw_status status = list_rows(base, Q_CHANGES_SINCE, read_change, sizeof *out->items, &items,
+                                 &out->count, "ii", after, n);
+    out->items = items;
+    return status;
+}
+
+static kw_status on_feed_prune(kw_pg_conn *c, void *arg)
+{
+    const change *m = arg;
+    return kw_pg_run(c, Q_FEED_PRUNE, NULL, NULL, "i", m->now);
+}
+
+static kw_status op_feed_prune(kw_store *base, int64_t before)
+{
+    change m = {.now = before};
+    return kw_pg_transact(POOL(base), on_feed_prune, &m);
+}
+
+/*
+ * The head in share mode first: a writer's Q_FEED_BUMP waits for this
+ * transaction, or this waits for the writer's commit and then reads its
+ * position. So a lease is granted only to a node that has applied every
+ * change committed before it, and no change commits until it is granted.
+ */
+static kw_status on_node_renew(kw_pg_conn *c, void *arg)
+{
+    change *m = arg;
+    PGresult *res;
+    kw_status status = kw_pg_run(c, Q_FEED_LOCK, &res, NULL, "");
+    if (status == KW_OK)
+        status = read_one(res, read_int, &m->seq);
+    if (status == KW_ERR_NOT_FOUND)
+        status = KW_ERR_INTERNAL;
+    if (status == KW_OK && m->seq > m->limit)
+        status = KW_ERR_CONFLICT; /* rolled back: nothing granted */
+    if (status == KW_OK)
+        status = kw_pg_run(c, Q_NODE_RENEW, NULL, NULL, "tii", m->id, m->limit, m->expires_at);
+    return status;
+}
+
+static kw_status op_node_renew(kw_store *base, const char *node_id, int64_t applied, int lease_ms,
+                               int64_t *head)
+{
+    change m = {.id = node_id, .limit = applied, .expires_at = lease_ms};
+    kw_status status = kw_pg_transact(POOL(base), on_node_renew, &m);
+    if (status == KW_OK || status == KW_ERR_CONFLICT)
+        *head = m.seq;
+    return status;
+}
+
+static kw_status op_nodes_behind(kw_store *base, int64_t seq, int *count)
+{
+    int64_t n = 0;
+    kw_status status = lookup(base, Q_NODES_BEHIND, read_int, &n, "i", seq);
+    if (status == KW_OK)
+        *count = n > INT32_MAX ? INT32_MAX : (int)n;
+    return status;
+}
+
+static kw_status on_node_leave(kw_pg_conn *c, void *arg)
+{
+    const change *m = arg;
+    return kw_pg_run(c, Q_NODE_LEAVE, NULL, NULL, "t", m->id);
+}
+
+static kw_status op_node_leave(kw_store *base, const char *node_id)
+{
+    change m = {.id = node_id};
+    return kw_pg_transact(POOL(base), on_node_leave, &m);
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Drops the listening connection; the next feed_wait opens another. */
+static kw_status listener_lost(pg_store *s, int timeout_ms)
+{
+    PQfinish(s->listener);
+    s->listener = NULL;
+    pause_ms(timeout_ms < UNAVAILABLE_WAIT_MS ? timeout_ms : UNAVAILABLE_WAIT_MS);
+    return KW_ERR_UNAVAILABLE;
+}
+
+/* Frees every notification received so far; true when there was one. */
+static bool drain_notifies(PGconn *db)
+{
+    bool any = false;
+    for (PGnotify *n; (n = PQnotifies(db)) != NULL; any = true)
+        PQfreemem(n);
+    return any;
+}
+
+/*
+ * The listening connection is not a pooled one: LISTEN lasts as long as
+ * its session, and a pooled connection serves other operations between
+ * waits. It is opened on the first call and again after it broke; while
+ * the server cannot be reached, each call pauses before it answers
+ * KW_ERR_UNAVAILABLE, so a caller in a loop does not spin.
+ */
+static kw_status op_feed_wait(kw_store *base, int timeout_ms)
+{
+    pg_store *s = (pg_store *)base;
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    if (!s->listener) {
+        s->listener = kw_pg_connect(s->pool);
+        if (!s->listener)
+            return listener_lost(s, timeout_ms);
+        PGresult *res = PQexec(s->listener, "LISTEN " FEED_CHANNEL);
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        if (!ok)
+            return listener_lost(s, timeout_ms);
+    }
+    /* Until a notification or the end of the time: other traffic (a
+     * server's parting error before it closes) is consumed and waited past. */
+    struct timespec now, until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    long long end_ms = (long long)until.tv_sec * 1000 + until.tv_nsec / 1000000 + timeout_ms;
+    for (;;) {
+        if (drain_notifies(s->listener))
+            return KW_OK;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long left = end_ms - ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+        if (left <= 0)
+            return KW_OK;
+        struct pollfd pfd = {.fd = PQsocket(s->listener), .events = POLLIN};
+        int ready = poll(&pfd, 1, (int)left);
+        if (ready < 0 && errno == EINTR)
+            return KW_OK; /* an early return is allowed */
+        if (ready < 0 || (ready > 0 && !PQconsumeInput(s->listener)) ||
+            PQstatus(s->listener) != CONNECTION_OK)
+            return listener_lost(s, timeout_ms);
+    }
+}
+
 static void op_close(kw_store *base)
 {
     if (!base)
         return;
+    PQfinish(((pg_store *)base)->listener);
     kw_pg_pool_close(POOL(base));
     free(base);
 }
@@ -865,6 +1209,14 @@ static const kw_store_ops postgres_ops = {
     .session_touch = op_session_touch,
     .session_delete = op_session_delete,
     .key_count_active = op_key_count_active,
+    .feed_head = op_feed_head,
+    .key_scan = op_key_scan,
+    .changes_since = op_changes_since,
+    .feed_prune = op_feed_prune,
+    .node_renew = op_node_renew,
+    .nodes_behind = op_nodes_behind,
+    .node_leave = op_node_leave,
+    .feed_wait = op_feed_wait,
     .bootstrap = op_bootstrap,
 };
 

@@ -97,6 +97,20 @@ static void on_notice(void *arg, const PGresult *res)
     (void)res;
 }
 
+PGconn *kw_pg_connect(kw_pg_pool *p)
+{
+    const char *values[sizeof conn_keys / sizeof conn_keys[0]];
+    memcpy(values, conn_values, sizeof values);
+    values[sizeof values / sizeof values[0] - 2] = p->url;
+    PGconn *db = PQconnectdbParams(conn_keys, values, 1);
+    if (!db || PQstatus(db) != CONNECTION_OK) {
+        PQfinish(db);
+        return NULL;
+    }
+    PQsetNoticeReceiver(db, on_notice, NULL); /* kept across PQreset */
+    return db;
+}
+
 /* Opens one connection; KW_ERR_UNAVAILABLE when the server does not accept it. */
 static kw_status conn_open(kw_pg_pool *p, kw_pg_conn **out)
 {
@@ -110,15 +124,11 @@ static kw_status conn_open(kw_pg_pool *p, kw_pg_conn **out)
         free(c);
         return KW_ERR_INTERNAL;
     }
-    const char *values[sizeof conn_keys / sizeof conn_keys[0]];
-    memcpy(values, conn_values, sizeof values);
-    values[sizeof values / sizeof values[0] - 2] = p->url;
-    c->db = PQconnectdbParams(conn_keys, values, 1);
-    if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
+    c->db = kw_pg_connect(p);
+    if (!c->db) {
         conn_close(c);
         return KW_ERR_UNAVAILABLE;
     }
-    PQsetNoticeReceiver(c->db, on_notice, NULL); /* kept across PQreset */
     *out = c;
     return KW_OK;
 }

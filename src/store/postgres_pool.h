@@ -40,6 +40,14 @@ typedef struct {
 kw_status kw_pg_pool_open(const char *url, const char *const *sql, int count, int size,
                           kw_pg_pool **out, kw_error *err);
 
+/*
+ * Opens a connection of the caller's own, outside the pool, with the
+ * pool's URL and settings (for LISTEN, which must outlive any one
+ * operation). NULL when the server does not accept it; else the caller
+ * PQfinishes it.
+ */
+PGconn *kw_pg_connect(kw_pg_pool *p);
+
 /* Closes every connection; none may be in use. NULL is fine. */
 void kw_pg_pool_close(kw_pg_pool *p);
 

@@ -40,13 +40,11 @@ enum {
     Q_KEY_INSERT,
     Q_KEY_LIST,
     Q_KEY_GET,
-    Q_KEY_NAME,
     Q_KEY_DELETE,
     Q_KEY_FIND,
     Q_KEY_TOUCH,
     Q_ROOT_INSERT,
     Q_ROOT_LIST,
-    Q_ROOT_NAME,
     Q_ROOT_DELETE,
     Q_ROOT_FIND,
     Q_ROOT_TOUCH,
@@ -61,10 +59,20 @@ enum {
     Q_SESSION_TOUCH,
     Q_SESSION_DELETE,
     Q_STORE_EMPTY,
+    Q_READ_BEGIN,
+    Q_FEED_BUMP,
+    Q_FEED_APPEND,
+    Q_FEED_HEAD,
+    Q_FEED_PRUNE,
+    Q_KEY_SCAN,
+    Q_CHANGES_SINCE,
     Q_COUNT
 };
 
-#define KEY_COLS   "id, account_id, name, environment, masked, created_at, last_used_at, expires_at"
+#define KEY_COLS "id, account_id, name, environment, masked, created_at, last_used_at, expires_at"
+#define KEY_COLS_K                                                                                 \
+    "k.id, k.account_id, k.name, k.environment, k.masked, k.created_at, k.last_used_at, "          \
+    "k.expires_at"
 #define ROOT_COLS  "id, name, masked, created_at, last_used_at"
 #define AUDIT_COLS "SELECT seq, at, actor, action, account_id, key_id, key_name FROM audit_log "
 
@@ -86,16 +94,15 @@ static const char *const query_sql[Q_COUNT] = {
                      "AND (expires_at IS NULL OR expires_at > ?11)) < ?12",
     [Q_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys WHERE account_id = ?1 ORDER BY seq DESC",
     [Q_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys WHERE id = ?1 AND account_id = ?2",
-    [Q_KEY_NAME] = "SELECT name FROM api_keys WHERE id = ?1 AND account_id = ?2",
-    [Q_KEY_DELETE] = "DELETE FROM api_keys WHERE id = ?1",
+    [Q_KEY_DELETE] = "DELETE FROM api_keys WHERE id = ?1 AND account_id = ?2 "
+                     "RETURNING name, hash, pepper_version",
     [Q_KEY_FIND] = "SELECT " KEY_COLS " FROM api_keys WHERE hash = ?1 AND pepper_version = ?2",
     [Q_KEY_TOUCH] = "UPDATE api_keys SET last_used_at = ?2 "
                     "WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
     [Q_ROOT_INSERT] = "INSERT INTO root_keys(id, name, masked, hash, pepper_version, created_at, "
                       "last_used_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_ROOT_LIST] = "SELECT " ROOT_COLS " FROM root_keys ORDER BY rowid DESC",
-    [Q_ROOT_NAME] = "SELECT name FROM root_keys WHERE id = ?1",
-    [Q_ROOT_DELETE] = "DELETE FROM root_keys WHERE id = ?1",
+    [Q_ROOT_DELETE] = "DELETE FROM root_keys WHERE id = ?1 RETURNING name",
     [Q_ROOT_FIND] = "SELECT " ROOT_COLS " FROM root_keys WHERE hash = ?1 AND pepper_version = ?2",
     [Q_ROOT_TOUCH] = "UPDATE root_keys SET last_used_at = ?2 "
                      "WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
@@ -121,6 +128,20 @@ static const char *const query_sql[Q_COUNT] = {
     [Q_SESSION_DELETE] = "DELETE FROM sessions WHERE hash = ?1",
     [Q_STORE_EMPTY] = "SELECT NOT EXISTS (SELECT 1 FROM accounts) AND "
                       "NOT EXISTS (SELECT 1 FROM root_keys)",
+    /* Deferred: the snapshot is taken by the first read and kept to the end. */
+    [Q_READ_BEGIN] = "BEGIN",
+    /* The feed head's row is the lock that orders every change. */
+    [Q_FEED_BUMP] = "UPDATE feed_head SET seq = seq + 1 WHERE one = 1 RETURNING seq",
+    [Q_FEED_APPEND] = "INSERT INTO key_changes(seq, at, key_id, hash, pepper_version) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_FEED_HEAD] = "SELECT seq FROM feed_head WHERE one = 1",
+    [Q_FEED_PRUNE] = "DELETE FROM key_changes WHERE at < ?1 "
+                     "AND seq < (SELECT seq FROM feed_head WHERE one = 1)",
+    [Q_KEY_SCAN] = "SELECT " KEY_COLS ", hash, pepper_version FROM api_keys",
+    /* Key columns first, as in Q_KEY_SCAN, then the change's own. */
+    [Q_CHANGES_SINCE] = "SELECT " KEY_COLS_K ", c.hash, c.pepper_version, c.seq, c.key_id "
+                        "FROM key_changes c LEFT JOIN api_keys k ON k.id = c.key_id "
+                        "WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
 };
 
 typedef struct {
@@ -207,6 +228,37 @@ static bool read_audit(sqlite3_stmt *st, void *item)
            col_text(st, 6, e->key_name, sizeof e->key_name);
 }
 
+/* A key with its hash: KEY_COLS, then hash and pepper_version. */
+static bool read_key_row(sqlite3_stmt *st, void *item)
+{
+    kw_key_row *r = item;
+    memset(r, 0, sizeof *r);
+    if (!read_key(st, &r->key) || sqlite3_column_bytes(st, 8) != KW_HASH_BYTES)
+        return false;
+    memcpy(r->hash, sqlite3_column_blob(st, 8), KW_HASH_BYTES);
+    r->pepper_version = (uint32_t)sqlite3_column_int64(st, 9);
+    return true;
+}
+
+/* A row of Q_CHANGES_SINCE: the key's columns are NULL when it is gone. */
+static bool read_change(sqlite3_stmt *st, void *item)
+{
+    kw_key_change *ch = item;
+    memset(ch, 0, sizeof *ch);
+    if (!read_key_row(st, &ch->row))
+        return false;
+    ch->seq = sqlite3_column_int64(st, 10);
+    ch->present = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    return ch->present || col_text(st, 11, ch->row.key.id, sizeof ch->row.key.id);
+}
+
+/* Reads the one integer a counting query answers. */
+static bool read_count(sqlite3_stmt *st, void *item)
+{
+    *(int64_t *)item = sqlite3_column_int64(st, 0);
+    return true;
+}
+
 /*
  * Reads a point lookup whose first step returned rc: the one row into *out,
  * KW_ERR_NOT_FOUND when there is none. Finishes with st.
@@ -280,10 +332,43 @@ static kw_status account_exists(kw_sqlite_conn *c, const char *id)
     return rc == SQLITE_DONE ? KW_ERR_NOT_FOUND : kw_sqlite_status(rc);
 }
 
-/* Reads the name a Q_KEY_NAME or Q_ROOT_NAME lookup finds (KW_NAME_BUFSZ bytes). */
-static bool read_name(sqlite3_stmt *st, void *item)
+/* What a delete's RETURNING gives back: the name, and for a key its hash. */
+typedef struct {
+    char name[KW_NAME_BUFSZ];
+    uint8_t hash[KW_HASH_BYTES];
+    int64_t pepper_version;
+} deleted_row;
+
+static bool read_deleted(sqlite3_stmt *st, void *item)
 {
-    return col_text(st, 0, item, KW_NAME_BUFSZ);
+    deleted_row *d = item;
+    memset(d, 0, sizeof *d);
+    if (sqlite3_column_count(st) > 1) {
+        if (sqlite3_column_bytes(st, 1) != KW_HASH_BYTES)
+            return false;
+        memcpy(d->hash, sqlite3_column_blob(st, 1), KW_HASH_BYTES);
+        d->pepper_version = sqlite3_column_int64(st, 2);
+    }
+    return col_text(st, 0, d->name, sizeof d->name);
+}
+
+/*
+ * Appends a change of key key_id to the feed, inside the mutation's
+ * transaction, and gives its position in *seq. The UPDATE of the head
+ * allocates it: BEGIN IMMEDIATE already orders every writer.
+ */
+static kw_status feed_append(kw_sqlite_conn *c, int64_t at, const char *key_id,
+                             const uint8_t hash[KW_HASH_BYTES], int64_t pepper_version,
+                             int64_t *seq)
+{
+    sqlite3_stmt *st;
+    int rc = kw_sqlite_run(c, Q_FEED_BUMP, &st, "");
+    kw_status status = read_one(st, rc, read_count, seq);
+    if (status == KW_ERR_NOT_FOUND) /* the migration seeds the head: never missing */
+        status = KW_ERR_INTERNAL;
+    if (status == KW_OK)
+        status = kw_sqlite_exec(c, Q_FEED_APPEND, "iithi", *seq, at, key_id, hash, pepper_version);
+    return status;
 }
 
 #define STORE(base) (((sqlite_store *)(base))->pool)
@@ -445,7 +530,8 @@ static kw_status op_account_list(kw_store *base, kw_account_list *out)
  * in any process, can slip a key in between.
  */
 static kw_status op_key_insert(kw_store *base, const kw_key *k, const uint8_t hash[KW_HASH_BYTES],
-                               uint32_t pepper_version, int limit, int64_t now, const kw_audit *au)
+                               uint32_t pepper_version, int limit, int64_t now, const kw_audit *au,
+                               int64_t *seq)
 {
     kw_sqlite_conn *c;
     kw_status status = tx_open(base, &c);
@@ -460,7 +546,13 @@ static kw_status op_key_insert(kw_store *base, const kw_key *k, const uint8_t ha
         status = KW_ERR_LIMIT;
     if (status == KW_OK)
         status = audit(c, au, k->account_id, k->id, k->name);
-    return tx_close(base, c, status);
+    int64_t pos = 0;
+    if (status == KW_OK)
+        status = feed_append(c, au->at, k->id, hash, (int64_t)pepper_version, &pos);
+    status = tx_close(base, c, status);
+    if (status == KW_OK && seq)
+        *seq = pos;
+    return status;
 }
 
 /* active_count is counted from the rows read, so it agrees with the list. */
@@ -498,38 +590,43 @@ static kw_status op_key_get(kw_store *base, const char *account_id, const char *
  * WAL.
  */
 /*
- * Deletes a key row (the Q_KEY_NAME or Q_ROOT_NAME lookup `name_q`, then
- * `delete_q`) and records it, in one transaction, then checkpoints so that
- * its hash leaves the database and WAL files too (above). account_id is
- * NULL for root keys, which belong to no account.
+ * Deletes a key (account_id set) or a root key (account_id NULL) and
+ * records it, in one transaction: the audit entry and, for a key, the
+ * change in the feed, whose position goes to *seq. Then checkpoints so
+ * that the hash leaves the database and WAL files too (above); the feed
+ * keeps the hash of a deleted key until feed_prune removes its entry,
+ * which checkpoints in the same way.
  */
-static kw_status delete_row(kw_store *base, int name_q, int delete_q, const char *account_id,
-                            const char *id, const kw_audit *au)
+static kw_status delete_row(kw_store *base, const char *account_id, const char *id,
+                            const kw_audit *au, int64_t *seq)
 {
     kw_sqlite_conn *c;
     kw_status status = tx_open(base, &c);
     if (status != KW_OK)
         return status;
-    char name[KW_NAME_BUFSZ];
+    deleted_row gone;
     sqlite3_stmt *st;
-    int rc = account_id ? kw_sqlite_run(c, name_q, &st, "tt", id, account_id)
-                        : kw_sqlite_run(c, name_q, &st, "t", id);
-    status = read_one(st, rc, read_name, name);
+    int rc = account_id ? kw_sqlite_run(c, Q_KEY_DELETE, &st, "tt", id, account_id)
+                        : kw_sqlite_run(c, Q_ROOT_DELETE, &st, "t", id);
+    status = read_one(st, rc, read_deleted, &gone);
     if (status == KW_OK)
-        status = kw_sqlite_exec(c, delete_q, "t", id);
-    if (status == KW_OK)
-        status = audit(c, au, account_id, id, name);
+        status = audit(c, au, account_id, id, gone.name);
+    int64_t pos = 0;
+    if (status == KW_OK && account_id)
+        status = feed_append(c, au->at, id, gone.hash, gone.pepper_version, &pos);
     status = kw_sqlite_end(c, status);
     if (status == KW_OK)
         settle_checkpoint(base, c, true);
     kw_sqlite_release(STORE(base), c);
+    if (status == KW_OK && seq)
+        *seq = pos;
     return status;
 }
 
 static kw_status op_key_delete(kw_store *base, const char *account_id, const char *key_id,
-                               const kw_audit *au)
+                               const kw_audit *au, int64_t *seq)
 {
-    return delete_row(base, Q_KEY_NAME, Q_KEY_DELETE, account_id, key_id, au);
+    return delete_row(base, account_id, key_id, au, seq);
 }
 
 static kw_status op_key_find(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
@@ -583,7 +680,7 @@ static kw_status op_root_key_list(kw_store *base, kw_root_key_list *out)
 
 static kw_status op_root_key_delete(kw_store *base, const char *id, const kw_audit *au)
 {
-    return delete_row(base, Q_ROOT_NAME, Q_ROOT_DELETE, NULL, id, au);
+    return delete_row(base, NULL, id, au, NULL);
 }
 
 static kw_status op_root_key_find(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
@@ -668,13 +765,6 @@ static kw_status op_pepper_check(kw_store *base, uint32_t version,
     kw_sqlite_done(st);
     /* A mismatch changed nothing; commit only a first-time insert. */
     return tx_close(base, c, status);
-}
-
-/* Reads the one integer a counting query answers. */
-static bool read_count(sqlite3_stmt *st, void *item)
-{
-    *(int64_t *)item = sqlite3_column_int64(st, 0);
-    return true;
 }
 
 static kw_status op_key_count_active(kw_store *base, int64_t now, int64_t *count)
@@ -783,6 +873,74 @@ static kw_status op_session_delete(kw_store *base, const uint8_t hash[KW_HASH_BY
     return tx_close(base, c, status);
 }
 
+static kw_status op_feed_head(kw_store *base, int64_t *head)
+{
+    return lookup(base, Q_FEED_HEAD, read_count, head, "");
+}
+
+/*
+ * One read transaction: the head and the rows come from the snapshot its
+ * first read takes, while writers go on committing to the WAL. The rows
+ * are stepped one at a time, never all held.
+ */
+static kw_status op_key_scan(kw_store *base, kw_key_row_fn fn, void *ctx, int64_t *head)
+{
+    kw_sqlite_conn *c;
+    kw_status status = kw_sqlite_acquire(STORE(base), &c);
+    if (status != KW_OK)
+        return status;
+    int64_t at = 0;
+    status = kw_sqlite_exec(c, Q_READ_BEGIN, "");
+    sqlite3_stmt *st = NULL;
+    int rc = SQLITE_OK;
+    if (status == KW_OK) {
+        rc = kw_sqlite_run(c, Q_FEED_HEAD, &st, "");
+        status = read_one(st, rc, read_count, &at);
+    }
+    if (status == KW_OK) {
+        rc = kw_sqlite_run(c, Q_KEY_SCAN, &st, "");
+        for (; rc == SQLITE_ROW && status == KW_OK; rc = sqlite3_step(st)) {
+            kw_key_row row;
+            status = read_key_row(st, &row) ? fn(ctx, &row) : KW_ERR_INTERNAL;
+        }
+        if (status == KW_OK && rc != SQLITE_DONE)
+            status = kw_sqlite_status(rc);
+        kw_sqlite_done(st);
+    }
+    status = kw_sqlite_end(c, status);
+    kw_sqlite_release(STORE(base), c);
+    if (status == KW_OK)
+        *head = at;
+    return status;
+}
+
+static kw_status op_changes_since(kw_store *base, int64_t after, size_t limit,
+                                  kw_key_change_list *out)
+{
+    int64_t n = limit > INT64_MAX ? INT64_MAX : (int64_t)limit;
+    void *items;
+    kw_status status = list_rows(base, Q_CHANGES_SINCE, read_change, sizeof *out->items, &items,
+                                 &out->count, "ii", after, n);
+    out->items = items;
+    return status;
+}
+
+/* Pruned entries may hold hashes of deleted keys: checkpoint as a delete does. */
+static kw_status op_feed_prune(kw_store *base, int64_t before)
+{
+    kw_sqlite_conn *c;
+    kw_status status = tx_open(base, &c);
+    if (status != KW_OK)
+        return status;
+    status = kw_sqlite_exec(c, Q_FEED_PRUNE, "i", before);
+    bool pruned = status == KW_OK && sqlite3_changes(c->db) > 0;
+    status = kw_sqlite_end(c, status);
+    if (status == KW_OK)
+        settle_checkpoint(base, c, pruned);
+    kw_sqlite_release(STORE(base), c);
+    return status;
+}
+
 static void op_close(kw_store *base)
 {
     if (!base)
@@ -819,6 +977,10 @@ static const kw_store_ops sqlite_ops = {
     .session_touch = op_session_touch,
     .session_delete = op_session_delete,
     .key_count_active = op_key_count_active,
+    .feed_head = op_feed_head,
+    .key_scan = op_key_scan,
+    .changes_since = op_changes_since,
+    .feed_prune = op_feed_prune,
     .bootstrap = op_bootstrap,
 };
 

@@ -42,7 +42,7 @@ typedef struct {
  * turn a verification answer wrong, and the state of its key now.
  */
 typedef struct {
-    int64_t seq; /* the change's position in the feed: 1, 2, 3, ... with no gap */
+    int64_t seq;  /* the change's position in the feed: 1, 2, 3, ... with no gap */
     bool present; /* the key exists now, and row holds it; false: row.hash and
                      row.pepper_version name the key that is gone */
     kw_key_row row;
@@ -177,8 +177,7 @@ typedef struct kw_store_ops {
      * out->items. When the oldest returned seq is not after + 1, the feed
      * was pruned past `after` and the caller must scan again.
      */
-    kw_status (*changes_since)(kw_store *s, int64_t after, size_t limit,
-                               kw_key_change_list *out);
+    kw_status (*changes_since)(kw_store *s, int64_t after, size_t limit, kw_key_change_list *out);
     /* Removes feed entries recorded before `before` (Unix seconds); never the newest one. */
     kw_status (*feed_prune)(kw_store *s, int64_t before);
 
