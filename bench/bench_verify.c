@@ -49,6 +49,8 @@ static long rss_bytes(void)
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+#define BATCH 1000
+
 typedef struct {
     kw_service *svc;
     char (*keys)[KW_KEY_BUFSZ];
@@ -56,6 +58,7 @@ typedef struct {
     size_t count;
     unsigned char pepper[32];
     uint64_t rng;
+    char batch[BATCH][KW_KEY_BUFSZ]; /* the keys of the batch being timed */
     volatile unsigned sink;
 } bench;
 
@@ -68,30 +71,38 @@ static size_t pick(bench *b)
     return (size_t)(b->rng % b->count);
 }
 
-/* Runs fn until `seconds` pass; returns operations per second. */
-static double rate(double seconds, void (*fn)(bench *b), bench *b)
+/*
+ * Runs fn over batches of keys picked at random from `from` (count keys)
+ * until `seconds` of fn's own time pass; returns operations per second.
+ * Each batch is copied out of the big array before its clock starts: a
+ * server reads the key from the request it just received, never from a
+ * cold array of a million keys, and that miss is not the index's cost.
+ */
+static double rate(double seconds, void (*fn)(bench *b, const char *key), bench *b,
+                   char (*from)[KW_KEY_BUFSZ])
 {
     size_t n = 0;
-    double start = now_s(), elapsed;
+    double timed = 0;
     do {
-        for (int i = 0; i < 1000; i++, n++)
-            fn(b);
-        elapsed = now_s() - start;
-    } while (elapsed < seconds);
-    return (double)n / elapsed;
+        for (int i = 0; i < BATCH; i++)
+            memcpy(b->batch[i], from[pick(b)], KW_KEY_BUFSZ);
+        double start = now_s();
+        for (int i = 0; i < BATCH; i++, n++)
+            fn(b, b->batch[i]);
+        timed += now_s() - start;
+    } while (timed < seconds);
+    return (double)n / timed;
 }
 
-static void on_hmac(bench *b)
+static void on_hmac(bench *b, const char *k)
 {
-    const char *k = b->keys[pick(b)];
     unsigned char mac[32];
     crypto_auth_hmacsha256(mac, (const unsigned char *)k, strlen(k), b->pepper);
     b->sink += mac[0];
 }
 
-static void on_verify(bench *b)
+static void on_verify(bench *b, const char *k)
 {
-    const char *k = b->keys[pick(b)];
     kw_verify_result r;
     kw_service_key_verify(b->svc, k, strlen(k), NULL, &r, NULL);
     if (r.code != KW_VERIFY_VALID) {
@@ -100,9 +111,8 @@ static void on_verify(bench *b)
     }
 }
 
-static void on_forged(bench *b)
+static void on_forged(bench *b, const char *k)
 {
-    const char *k = b->forged[pick(b) % SMALL];
     kw_verify_result r;
     kw_service_key_verify(b->svc, k, strlen(k), NULL, &r, NULL);
     if (r.code != KW_VERIFY_NOT_FOUND) {
@@ -217,10 +227,13 @@ static int run(size_t n, double seconds, bench *b, result *out)
     if (rc == 0) {
         out->load_s = now_s() - t0;
         out->rss_growth = rss_bytes() - rss;
-        out->verify = rate(seconds, on_verify, b);
+        out->verify = rate(seconds, on_verify, b, b->keys);
         kw_index_stats before;
         kw_service_index_stats(b->svc, &before);
-        out->forged = rate(seconds, on_forged, b);
+        size_t count = b->count;
+        b->count = SMALL;
+        out->forged = rate(seconds, on_forged, b, b->forged);
+        b->count = count;
         kw_service_index_stats(b->svc, &out->stats);
         out->forged_lookups = out->stats.store_lookups - before.store_lookups;
     }
@@ -241,7 +254,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_verify [KEYS (>= %d) [SECONDS]]\n", SMALL);
         return 2;
     }
-    bench b = {.rng = 0x9e3779b97f4a7c15u};
+    static bench b = {.rng = 0x9e3779b97f4a7c15u};
     b.keys = calloc(nkeys, sizeof *b.keys);
     b.forged = calloc(SMALL, sizeof *b.forged);
     if (!b.keys || !b.forged)
@@ -254,7 +267,7 @@ int main(int argc, char **argv)
     if (run(SMALL, seconds, &b, &small) != 0)
         return 1;
     b.count = SMALL;
-    double hmac = rate(seconds, on_hmac, &b);
+    double hmac = rate(seconds, on_hmac, &b, b.keys);
     if (run(nkeys, seconds, &b, &large) != 0)
         return 1;
 
