@@ -10,6 +10,11 @@
 #ifndef KW_CLI_H
 #define KW_CLI_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE) ||              \
+    defined(KW_LAYER_HTTP)
+#error "cli/cli.h is in the cli layer, which no library may include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 

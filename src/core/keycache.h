@@ -17,6 +17,10 @@
 #ifndef KW_KEYCACHE_H
 #define KW_KEYCACHE_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/keycache.h is in the service layer, which core and store must not include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -12,6 +12,10 @@
 #ifndef KW_SERVICE_H
 #define KW_SERVICE_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/service.h is in the service layer, which core and store must not include"
+#endif
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -14,6 +14,10 @@
 #ifndef KW_STORE_H
 #define KW_STORE_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/store.h is in the store layer, which core must not include"
+#endif
+
 #include <stdint.h>
 #include <stddef.h>
 
@@ -28,12 +32,6 @@ typedef struct {
     const char *actor;  /* "cli", "root_key:rk_…", "user:usr_…" */
     const char *action; /* "key.create", "key.delete", ... */
 } kw_audit;
-
-/* One pending last-used time: the newest verification of an id. */
-typedef struct {
-    char id[KW_ID_BUFSZ]; /* "key_…" or "rk_…" */
-    int64_t at;
-} kw_touch;
 
 typedef struct kw_store_ops {
     void (*close)(kw_store *s);
