@@ -46,7 +46,8 @@ void kw_json_free(void *p)
     free_fn(p);
 }
 
-json_t *kw_json_time(int64_t t)
+/* An RFC 3339 UTC string, or JSON null for KW_TIME_NONE (an absent time). */
+static json_t *time_or_null(int64_t t)
 {
     if (t == KW_TIME_NONE)
         return json_null();
@@ -58,28 +59,28 @@ json_t *kw_json_time(int64_t t)
 json_t *kw_json_account(const kw_account *a)
 {
     return json_pack("{s:s, s:s, s:o, s:i}", "id", a->id, "name", a->name, "created_at",
-                     kw_json_time(a->created_at), "key_limit", a->key_limit);
+                     time_or_null(a->created_at), "key_limit", a->key_limit);
 }
 
 json_t *kw_json_key(const kw_key *k)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "id", k->id, "account_id",
                      k->account_id, "name", k->name, "environment", k->environment, "masked",
-                     k->masked, "created_at", kw_json_time(k->created_at), "last_used_at",
-                     kw_json_time(k->last_used_at), "expires_at", kw_json_time(k->expires_at));
+                     k->masked, "created_at", time_or_null(k->created_at), "last_used_at",
+                     time_or_null(k->last_used_at), "expires_at", time_or_null(k->expires_at));
 }
 
 json_t *kw_json_root_key(const kw_root_key *rk)
 {
     return json_pack("{s:s, s:s, s:s, s:o, s:o}", "id", rk->id, "name", rk->name, "masked",
-                     rk->masked, "created_at", kw_json_time(rk->created_at), "last_used_at",
-                     kw_json_time(rk->last_used_at));
+                     rk->masked, "created_at", time_or_null(rk->created_at), "last_used_at",
+                     time_or_null(rk->last_used_at));
 }
 
 json_t *kw_json_user(const kw_user *u)
 {
     return json_pack("{s:s, s:s, s:s, s:o}", "id", u->id, "email", u->email, "account_id",
-                     u->account_id, "created_at", kw_json_time(u->created_at));
+                     u->account_id, "created_at", time_or_null(u->created_at));
 }
 
 static json_t *string_or_null(const char *s)
@@ -90,7 +91,7 @@ static json_t *string_or_null(const char *s)
 json_t *kw_json_audit_entry(const kw_audit_entry *e)
 {
     return json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:o}", "seq", (json_int_t)e->seq, "at",
-                     kw_json_time(e->at), "actor", e->actor, "action", e->action, "account_id",
+                     time_or_null(e->at), "actor", e->actor, "action", e->action, "account_id",
                      string_or_null(e->account_id), "key_id", string_or_null(e->key_id), "key_name",
                      string_or_null(e->key_name));
 }

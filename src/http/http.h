@@ -67,9 +67,6 @@ void kw_http_ready(const kw_http_server *srv);
 /* Writes a JSON line {"time","event","detail"} about the server to stderr. */
 void kw_http_event(const kw_http_server *srv, const char *event, const char *detail);
 
-/* The port the server listens on (useful after asking for port 0). */
-uint16_t kw_http_port(const kw_http_server *srv);
-
 /* "http://127.0.0.1:8080": the address clients reach this server at. */
 const char *kw_http_url(const kw_http_server *srv);
 
