@@ -1,5 +1,5 @@
 /*
- * http.h - `keyward serve`: the HTTP API of API.md on libmicrohttpd.
+ * http.h - `keyward serve`: the HTTP API of src/http/openapi.json, on libmicrohttpd.
  *
  * The server is a thin face over the key service: it parses and checks
  * requests, authorises them, calls the service and renders its answers.

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Black-box tests of the keyward command line (see shared/spec/CLI.md).
+"""Black-box tests of the keyward command line (see packaging/keyward.1 and
+docs/operations.md).
 
 Every test runs the built binary ($KEYWARD_BIN) in a fresh directory.
 """
