@@ -17,6 +17,10 @@
 #ifndef KW_KEYINDEX_H
 #define KW_KEYINDEX_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/keyindex.h is in the service layer, which core and store must not include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

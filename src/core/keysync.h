@@ -34,6 +34,10 @@
 #ifndef KW_KEYSYNC_H
 #define KW_KEYSYNC_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/keysync.h is in the service layer, which core and store must not include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -12,6 +12,10 @@
 #ifndef KW_SERVICE_H
 #define KW_SERVICE_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/service.h is in the service layer, which core and store must not include"
+#endif
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -147,9 +151,13 @@ kw_status kw_service_root_key_delete(kw_service *svc, const char *actor, const c
 kw_status kw_service_root_key_authenticate(kw_service *svc, const char *key, size_t len,
                                            kw_root_key *out, kw_error *err);
 
+/* The bounds of a console user's password, in bytes. */
+#define KW_PASSWORD_MIN 12
+#define KW_PASSWORD_MAX 1024
+
 /*
- * Adds a console user. The password (len bytes, 12 to 1024) is hashed with
- * argon2id; the caller wipes its copy.
+ * Adds a console user. The password (len bytes, KW_PASSWORD_MIN to
+ * KW_PASSWORD_MAX) is hashed with argon2id; the caller wipes its copy.
  */
 kw_status kw_service_user_add(kw_service *svc, const char *actor, const char *account_id,
                               const char *email, const char *password, size_t len, kw_user *out,

@@ -6,6 +6,10 @@
 #ifndef KW_SERVICE_INTERNAL_H
 #define KW_SERVICE_INTERNAL_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/service_internal.h is in the service layer, which core and store must not include"
+#endif
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -10,6 +10,10 @@
 #ifndef KW_HTTP_INTERNAL_H
 #define KW_HTTP_INTERNAL_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/http_internal.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>

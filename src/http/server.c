@@ -829,11 +829,6 @@ void kw_http_ready(const kw_http_server *srv)
     kw_http_event(srv, "listening", srv->url);
 }
 
-uint16_t kw_http_port(const kw_http_server *srv)
-{
-    return srv->port;
-}
-
 const char *kw_http_url(const kw_http_server *srv)
 {
     return srv->url;

@@ -12,6 +12,10 @@
 #ifndef KW_POSTGRES_POOL_H
 #define KW_POSTGRES_POOL_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/postgres_pool.h is in the store layer, which core must not include"
+#endif
+
 #include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdbool.h>

@@ -5,6 +5,10 @@
 #ifndef KW_POSTGRES_SCHEMA_H
 #define KW_POSTGRES_SCHEMA_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/postgres_schema.h is in the store layer, which core must not include"
+#endif
+
 #include "core/status.h"
 #include "store/postgres_pool.h"
 

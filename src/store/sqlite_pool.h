@@ -11,6 +11,10 @@
 #ifndef KW_SQLITE_POOL_H
 #define KW_SQLITE_POOL_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/sqlite_pool.h is in the store layer, which core must not include"
+#endif
+
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdbool.h>

@@ -5,6 +5,10 @@
 #ifndef KW_SQLITE_SCHEMA_H
 #define KW_SQLITE_SCHEMA_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/sqlite_schema.h is in the store layer, which core must not include"
+#endif
+
 #include <sqlite3.h>
 
 #include "core/status.h"

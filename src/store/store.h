@@ -14,6 +14,10 @@
 #ifndef KW_STORE_H
 #define KW_STORE_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/store.h is in the store layer, which core must not include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,12 +59,6 @@ typedef struct {
 
 /* Called once per key by key_scan; a status other than KW_OK stops the scan and is returned. */
 typedef kw_status (*kw_key_row_fn)(void *ctx, const kw_key_row *row);
-
-/* One pending last-used time: the newest verification of an id. */
-typedef struct {
-    char id[KW_ID_BUFSZ]; /* "key_…" or "rk_…" */
-    int64_t at;
-} kw_touch;
 
 typedef struct kw_store_ops {
     void (*close)(kw_store *s);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Black-box tests of the keyward HTTP API (see shared/spec/API.md).
+"""Black-box tests of the keyward HTTP API (see src/http/openapi.json).
 
 Runs the built binary ($KEYWARD_BIN) as `keyward serve` on a free loopback
 port. Most tests share one server (each works in accounts of its own); the
