@@ -126,12 +126,12 @@ typedef struct {
 static int vparams(kw_sql_param *p, const char *fmt, va_list ap)
 {
     int n = 0;
-    for (; fmt[n]; n++) {
+    for (const char *f = fmt; *f; f++, n++) {
         if (n == KW_SQL_MAX_PARAMS)
             return -1;
         kw_sql_param *x = &p[n];
         memset(x, 0, sizeof *x);
-        switch (fmt[n]) {
+        switch (*f) {
         case 't':
             x->text = va_arg(ap, const char *);
             x->type = x->text ? KW_SQL_TEXT : KW_SQL_NULL;
@@ -139,7 +139,7 @@ static int vparams(kw_sql_param *p, const char *fmt, va_list ap)
         case 'i':
         case 'o':
             x->num = va_arg(ap, int64_t);
-            x->type = fmt[n] == 'o' && x->num == KW_TIME_NONE ? KW_SQL_NULL : KW_SQL_INT;
+            x->type = *f == 'o' && x->num == KW_TIME_NONE ? KW_SQL_NULL : KW_SQL_INT;
             break;
         case 'h':
             x->bytes = va_arg(ap, const uint8_t *);
@@ -298,7 +298,8 @@ static bool read_texts(const kw_sql_rows *r, void *record, const text_col *cols,
     return true;
 }
 
-#define READ_TEXTS(r, record, cols) read_texts(r, record, cols, sizeof cols / sizeof cols[0])
+#define READ_TEXTS(r, record, cols)                                                                \
+    read_texts((r), (record), (cols), sizeof(cols) / sizeof((cols)[0]))
 
 static const text_col account_texts[] = {TEXT(kw_account, id, 0), TEXT(kw_account, name, 1)};
 
