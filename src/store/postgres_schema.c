@@ -112,11 +112,6 @@ static const char *const steps[] = {
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))
 
-int kw_pg_schema_latest(void)
-{
-    return STEP_COUNT;
-}
-
 /* Reads the highest applied version into *version (0 for a new database). */
 static kw_status read_version(kw_pg_conn *c, int *version)
 {

@@ -10,10 +10,7 @@
 #endif
 
 #include "core/status.h"
-#include "store/postgres_pool.h"
-
-/* The schema version this build knows; a database beyond it is refused. */
-int kw_pg_schema_latest(void);
+#include "store/postgres_conn.h"
 
 /*
  * Applies every migration step the database lacks, each in its own

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/postgres_conn.h"
 #include "store/store.h"
 #include "store_cases.h"
 #include "testutil.h"
@@ -324,10 +325,32 @@ static void *on_touch(void *arg)
 }
 
 /*
+ * Waits until one of the store's connections (application_name keyward)
+ * waits for a lock, as monitor sees it; fails the test after 10 s.
+ */
+static void wait_for_a_lock_wait(PGconn *monitor)
+{
+    for (int i = 0; i < 1000; i++) {
+        PGresult *res =
+            PQexec(monitor, "SELECT count(*) FROM pg_stat_activity WHERE "
+                            "application_name = 'keyward' AND wait_event_type = 'Lock'");
+        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+        bool waiting = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+        PQclear(res);
+        if (waiting)
+            return;
+        usleep(10 * 1000);
+    }
+    fail_msg("the store's transaction never waited for the lock");
+}
+
+/*
  * A deadlock the store loses: touch locks key_1, then waits for rk_1,
- * which another session holds and which then waits for key_1. The other
- * session detects deadlocks only after 10 s, the store's after 1 s, so the
- * store's transaction is the one aborted (40P01); it must retry and win.
+ * which another session holds; that session then asks for key_1. Its
+ * deadlock_timeout is 10 s, the store's 1 s, so the store's transaction
+ * is the one aborted (40P01), and it must be run again, exactly once, and
+ * win. The other session asks only once the store's transaction is seen
+ * waiting, so the cycle is there every time.
  */
 static void test_a_deadlock_is_retried(void **state)
 {
@@ -341,17 +364,19 @@ static void test_a_deadlock_is_retried(void **state)
     make_hash(hash, 9);
     assert_int_equal(s->ops->root_key_insert(s, &rk, hash, 1, &cli_audit), KW_OK);
 
-    PGconn *other = PQconnectdb(f->url);
+    PGconn *other = PQconnectdb(f->url), *monitor = PQconnectdb(f->url);
     assert_int_equal(PQstatus(other), CONNECTION_OK);
+    assert_int_equal(PQstatus(monitor), CONNECTION_OK);
     PGresult *res = PQexec(other, "SET deadlock_timeout = '10s'; BEGIN; "
                                   "UPDATE root_keys SET name = name WHERE id = 'rk_1'");
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
 
+    uint64_t retries = kw_pg_retries();
     touch_job job = {.store = s};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, on_touch, &job), 0);
-    usleep(300 * 1000); /* the touch now holds key_1 and waits for rk_1 */
+    wait_for_a_lock_wait(monitor); /* the touch holds key_1 and waits for rk_1 */
     res = PQexec(other, "UPDATE api_keys SET name = name WHERE id = 'key_1'");
     /* Succeeds only because the store's transaction was chosen and rolled back. */
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
@@ -359,7 +384,9 @@ static void test_a_deadlock_is_retried(void **state)
     PQclear(PQexec(other, "COMMIT"));
     pthread_join(t, NULL);
     PQfinish(other);
+    PQfinish(monitor);
     assert_int_equal(job.status, KW_OK);
+    assert_int_equal(kw_pg_retries() - retries, 1);
 
     kw_key k;
     assert_int_equal(s->ops->key_get(s, "acc_a", "key_1", &k), KW_OK);
