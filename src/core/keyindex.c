@@ -42,6 +42,11 @@ typedef struct {
 struct kw_keyindex {
     shard shards[SHARDS];
     atomic_size_t count; /* the sum of the shards' counts, read without their locks */
+    /* The same entries by key id, for removals named by id. Only the one
+     * writer uses it, so it needs no lock. */
+    entry **ids;
+    size_t id_mask; /* capacity - 1; 0 while ids is NULL */
+    size_t id_count;
 };
 
 kw_keyindex *kw_keyindex_new(void)
@@ -82,11 +87,16 @@ void kw_keyindex_free(kw_keyindex *x)
         shard_clear(&x->shards[i]);
         pthread_mutex_destroy(&x->shards[i].mu);
     }
+    free(x->ids);
     free(x);
 }
 
 void kw_keyindex_clear(kw_keyindex *x)
 {
+    free(x->ids);
+    x->ids = NULL;
+    x->id_mask = 0;
+    x->id_count = 0;
     for (size_t i = 0; i < SHARDS; i++) {
         pthread_mutex_lock(&x->shards[i].mu);
         atomic_fetch_sub(&x->count, x->shards[i].count);
@@ -139,6 +149,79 @@ static bool grow(shard *sh)
     return true;
 }
 
+/* ---- the id table: FNV-1a of the id, linear probing, backward-shift removal ---- */
+
+static size_t id_home(const kw_keyindex *x, const char *id)
+{
+    uint64_t h = 14695981039346656037u;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211u;
+    return (size_t)h & x->id_mask;
+}
+
+/* The slot holding id, or the empty slot ending its probe run. */
+static size_t id_probe(const kw_keyindex *x, const char *id)
+{
+    size_t i = id_home(x, id);
+    while (x->ids[i] && strcmp(x->ids[i]->text, id) != 0)
+        i = (i + 1) & x->id_mask;
+    return i;
+}
+
+static entry *id_find(const kw_keyindex *x, const char *id)
+{
+    return x->ids ? x->ids[id_probe(x, id)] : NULL;
+}
+
+static bool id_grow(kw_keyindex *x)
+{
+    size_t old_capacity = x->ids ? x->id_mask + 1 : 0;
+    size_t capacity = old_capacity ? old_capacity * 2 : MIN_CAPACITY * SHARDS;
+    entry **ids = calloc(capacity, sizeof *ids);
+    if (!ids)
+        return false;
+    entry **old = x->ids;
+    x->ids = ids;
+    x->id_mask = capacity - 1;
+    for (size_t i = 0; i < old_capacity; i++)
+        if (old[i])
+            x->ids[id_probe(x, old[i]->text)] = old[i];
+    free(old);
+    return true;
+}
+
+/* Points the slot of e's id (its first string) at e. */
+static bool id_put(kw_keyindex *x, entry *e)
+{
+    if ((!x->ids || (x->id_count + 1) * 2 > x->id_mask + 1) && !id_grow(x))
+        return false;
+    size_t i = id_probe(x, e->text);
+    if (!x->ids[i])
+        x->id_count++;
+    x->ids[i] = e;
+    return true;
+}
+
+/* Forgets e's id, if its slot still points at e. */
+static void id_remove(kw_keyindex *x, const entry *e)
+{
+    if (!x->ids)
+        return;
+    size_t hole = id_probe(x, e->text);
+    if (x->ids[hole] != e)
+        return;
+    x->ids[hole] = NULL;
+    x->id_count--;
+    for (size_t i = (hole + 1) & x->id_mask; x->ids[i]; i = (i + 1) & x->id_mask) {
+        size_t home = id_home(x, x->ids[i]->text);
+        if (((i - home) & x->id_mask) >= ((i - hole) & x->id_mask)) {
+            x->ids[hole] = x->ids[i];
+            x->ids[i] = NULL;
+            hole = i;
+        }
+    }
+}
+
 static entry *make_entry(const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
                          const kw_key *key)
 {
@@ -172,45 +255,16 @@ static entry *make_entry(const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_vers
     return e;
 }
 
-bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
-                     const kw_key *key)
-{
-    entry *e = make_entry(hash, pepper_version, key);
-    if (!e)
-        return false;
-    shard *sh = shard_of(x, hash);
-    pthread_mutex_lock(&sh->mu);
-    bool ok = true;
-    if (!sh->slots || (sh->count + 1) * 2 > sh->mask + 1)
-        ok = grow(sh);
-    if (ok) {
-        size_t i = probe(sh, hash, pepper_version);
-        entry *old = sh->slots[i];
-        if (old) {
-            sh->entry_bytes -= old->size;
-            release(old);
-        } else {
-            sh->count++;
-            atomic_fetch_add(&x->count, 1);
-        }
-        sh->slots[i] = e;
-        sh->entry_bytes += e->size;
-    }
-    pthread_mutex_unlock(&sh->mu);
-    if (!ok)
-        release(e);
-    return ok;
-}
-
-bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version)
+/* Takes (hash, version)'s entry out of its shard; NULL when there is none. */
+static entry *shard_take(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version)
 {
     shard *sh = shard_of(x, hash);
     pthread_mutex_lock(&sh->mu);
-    bool found = sh->slots && sh->slots[probe(sh, hash, pepper_version)];
-    if (found) {
-        size_t hole = probe(sh, hash, pepper_version);
-        sh->entry_bytes -= sh->slots[hole]->size;
-        release(sh->slots[hole]);
+    entry *e = NULL;
+    size_t hole = sh->slots ? probe(sh, hash, pepper_version) : 0;
+    if (sh->slots && sh->slots[hole]) {
+        e = sh->slots[hole];
+        sh->entry_bytes -= e->size;
         sh->slots[hole] = NULL;
         sh->count--;
         atomic_fetch_sub(&x->count, 1);
@@ -227,7 +281,69 @@ bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint3
         }
     }
     pthread_mutex_unlock(&sh->mu);
-    return found;
+    return e;
+}
+
+bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version)
+{
+    entry *e = shard_take(x, hash, pepper_version);
+    if (!e)
+        return false;
+    id_remove(x, e);
+    release(e);
+    return true;
+}
+
+bool kw_keyindex_remove_id(kw_keyindex *x, const char *key_id)
+{
+    const entry *e = id_find(x, key_id);
+    return e && kw_keyindex_remove(x, e->hash, e->pepper_version);
+}
+
+bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
+                     const kw_key *key)
+{
+    entry *e = make_entry(hash, pepper_version, key);
+    if (!e)
+        return false;
+    /* The same id under another hash is the same key: the index holds one
+     * entry per key. */
+    const entry *same_id = id_find(x, e->text);
+    if (same_id && !same(same_id, hash, pepper_version))
+        kw_keyindex_remove(x, same_id->hash, same_id->pepper_version);
+    if (!id_put(x, e)) {
+        release(e);
+        return false;
+    }
+    shard *sh = shard_of(x, hash);
+    pthread_mutex_lock(&sh->mu);
+    entry *old = NULL;
+    bool ok = (sh->slots && (sh->count + 1) * 2 <= sh->mask + 1) || grow(sh);
+    if (ok) {
+        size_t i = probe(sh, hash, pepper_version);
+        old = sh->slots[i];
+        if (old) {
+            sh->entry_bytes -= old->size;
+        } else {
+            sh->count++;
+            atomic_fetch_add(&x->count, 1);
+        }
+        sh->slots[i] = e;
+        sh->entry_bytes += e->size;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    if (!ok) {
+        id_remove(x, e);
+        release(e);
+        return false;
+    }
+    if (old) {
+        /* Its id's slot points at e already, unless the id changed. */
+        if (strcmp(old->text, e->text) != 0)
+            id_remove(x, old);
+        release(old);
+    }
+    return true;
 }
 
 static void copy_out(const entry *e, kw_key *out)
@@ -266,7 +382,7 @@ size_t kw_keyindex_count(kw_keyindex *x)
 
 size_t kw_keyindex_bytes(kw_keyindex *x)
 {
-    size_t n = sizeof *x;
+    size_t n = sizeof *x + (x->ids ? (x->id_mask + 1) * sizeof(entry *) : 0);
     for (size_t i = 0; i < SHARDS; i++) {
         pthread_mutex_lock(&x->shards[i].mu);
         n += x->shards[i].entry_bytes;

@@ -8,11 +8,16 @@
  * store's change feed to it.
  *
  * Each key takes one allocation sized to its strings (about 150 bytes for
- * a typical key) plus one pointer slot in a table kept at most half full.
+ * a typical key) plus a pointer slot in each of two tables kept at most
+ * half full.
  * The table is split into shards by the hash's first byte, each with its
  * own mutex held only to compare hashes and copy one record, and each
  * growing on its own, so a lookup never waits for a whole-table resize.
- * Safe to use from many threads.
+ * A second table finds entries by key id, for the change feed, which names
+ * a deleted key by its id only (its hash never outlives the key).
+ *
+ * Lookups are safe from any number of threads at any time; changes
+ * (put, remove, clear) must come from one thread at a time.
  */
 #ifndef KW_KEYINDEX_H
 #define KW_KEYINDEX_H
@@ -44,6 +49,9 @@ bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t
 
 /* Removes the key held under (hash, pepper_version); true when there was one. */
 bool kw_keyindex_remove(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version);
+
+/* Removes the key whose id is key_id; true when there was one. */
+bool kw_keyindex_remove_id(kw_keyindex *x, const char *key_id);
 
 /* Copies the key held under (hash, pepper_version) into *out; false when there is none. */
 bool kw_keyindex_get(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,

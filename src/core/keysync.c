@@ -122,7 +122,7 @@ static void apply(kw_keysync *ks, const kw_key_change *c)
 {
     const kw_key_row *r = &c->row;
     if (!c->present)
-        kw_keyindex_remove(ks->index, r->hash, r->pepper_version);
+        kw_keyindex_remove_id(ks->index, r->key.id);
     else if (kw_keyindex_count(ks->index) >= ks->max_keys ||
              !kw_keyindex_put(ks->index, r->hash, r->pepper_version, &r->key)) {
         /* An index that misses a key may not answer at all: from now on

@@ -80,6 +80,14 @@ static bool drop(kw_keyindex *x, unsigned n)
     return kw_keyindex_remove(x, hash, 1);
 }
 
+/* As the change feed names a deleted key: by its id alone. */
+static bool drop_id(kw_keyindex *x, unsigned n)
+{
+    kw_key k;
+    key_of(n, &k);
+    return kw_keyindex_remove_id(x, k.id);
+}
+
 static void test_put_get_remove(void **state)
 {
     (void)state;
@@ -96,6 +104,33 @@ static void test_put_get_remove(void **state)
     assert_true(drop(x, 1));
     assert_lacks(x, 1);
     assert_int_equal(kw_keyindex_count(x), 0);
+    /* By id: the same key, found without its hash. */
+    assert_true(put(x, 2));
+    assert_false(drop_id(x, 3));
+    assert_true(drop_id(x, 2));
+    assert_lacks(x, 2);
+    assert_false(drop_id(x, 2));
+    assert_int_equal(kw_keyindex_count(x), 0);
+    kw_keyindex_free(x);
+}
+
+/* One entry per key: the same id under a new hash replaces the old one. */
+static void test_an_id_has_one_entry(void **state)
+{
+    (void)state;
+    kw_keyindex *x = kw_keyindex_new();
+    uint8_t first[KW_HASH_BYTES], second[KW_HASH_BYTES];
+    hash_of(7, first);
+    hash_of(8, second);
+    kw_key k, got;
+    key_of(7, &k);
+    assert_true(kw_keyindex_put(x, first, 1, &k));
+    assert_true(kw_keyindex_put(x, second, 1, &k));
+    assert_int_equal(kw_keyindex_count(x), 1);
+    assert_false(kw_keyindex_get(x, first, 1, &got));
+    assert_true(kw_keyindex_get(x, second, 1, &got));
+    assert_true(kw_keyindex_remove_id(x, k.id));
+    assert_false(kw_keyindex_get(x, second, 1, &got));
     kw_keyindex_free(x);
 }
 
@@ -144,8 +179,10 @@ static void test_churn_keeps_every_answer_exact(void **state)
         assert_true(put(x, n));
     assert_int_equal(kw_keyindex_count(x), N);
     size_t full = kw_keyindex_bytes(x);
+    /* Half removed by hash, half of the rest by id: both tables' probe
+     * runs shift. */
     for (unsigned n = 0; n < N; n += 2)
-        assert_true(drop(x, n));
+        assert_true(n % 4 ? drop(x, n) : drop_id(x, n));
     assert_int_equal(kw_keyindex_count(x), N / 2);
     assert_true(kw_keyindex_bytes(x) < full);
     for (unsigned n = 0; n < N; n++) {
@@ -158,7 +195,7 @@ static void test_churn_keeps_every_answer_exact(void **state)
     for (unsigned n = 0; n < N; n += 2)
         assert_true(put(x, n));
     for (unsigned n = 1; n < N; n += 2)
-        assert_true(drop(x, n));
+        assert_true(n % 3 ? drop_id(x, n) : drop(x, n));
     for (unsigned n = 0; n < N; n++) {
         if (n % 2)
             assert_lacks(x, n);
@@ -224,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_put_get_remove),
         cmocka_unit_test(test_replace_changes_the_answer),
         cmocka_unit_test(test_pepper_versions_are_distinct),
+        cmocka_unit_test(test_an_id_has_one_entry),
         cmocka_unit_test(test_churn_keeps_every_answer_exact),
         cmocka_unit_test(test_lookups_race_a_writer),
     };
