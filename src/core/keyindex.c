@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,8 +28,9 @@ typedef struct {
     uint16_t len[FIELDS];
     int64_t created_at;
     int64_t expires_at;
-    size_t size; /* of this allocation */
-    char text[]; /* the FIELDS strings, each followed by its NUL */
+    int64_t used_at; /* the newest verification not yet taken; KW_TIME_NONE: none */
+    size_t size;     /* of this allocation */
+    char text[];     /* the FIELDS strings, each followed by its NUL */
 } entry;
 
 typedef struct {
@@ -244,6 +246,7 @@ static entry *make_entry(const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_vers
     e->pepper_version = pepper_version;
     e->created_at = key->created_at;
     e->expires_at = key->expires_at;
+    e->used_at = KW_TIME_NONE;
     e->size = size;
     char *p = e->text;
     for (int f = 0; f < FIELDS; f++) {
@@ -324,6 +327,7 @@ bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t
         old = sh->slots[i];
         if (old) {
             sh->entry_bytes -= old->size;
+            e->used_at = old->used_at; /* a changed key keeps its pending use */
         } else {
             sh->count++;
             atomic_fetch_add(&x->count, 1);
@@ -373,6 +377,48 @@ bool kw_keyindex_get(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t
         copy_out(e, out);
     pthread_mutex_unlock(&sh->mu);
     return e != NULL;
+}
+
+bool kw_keyindex_mark_used(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES],
+                           uint32_t pepper_version, int64_t at)
+{
+    shard *sh = shard_of(x, hash);
+    pthread_mutex_lock(&sh->mu);
+    entry *e = sh->slots ? sh->slots[probe(sh, hash, pepper_version)] : NULL;
+    if (e && (e->used_at == KW_TIME_NONE || at > e->used_at))
+        e->used_at = at;
+    pthread_mutex_unlock(&sh->mu);
+    return e != NULL;
+}
+
+size_t kw_keyindex_take_used(kw_keyindex *x, kw_touch **out)
+{
+    size_t n = 0, cap = 0;
+    kw_touch *items = NULL;
+    for (size_t i = 0; i < SHARDS; i++) {
+        shard *sh = &x->shards[i];
+        pthread_mutex_lock(&sh->mu);
+        for (size_t j = 0; sh->slots && j <= sh->mask; j++) {
+            entry *e = sh->slots[j];
+            if (!e || e->used_at == KW_TIME_NONE)
+                continue;
+            if (n == cap) {
+                size_t more = cap ? cap * 2 : 256;
+                kw_touch *grown = realloc(items, more * sizeof *items);
+                if (!grown)
+                    break; /* the rest stays marked for the next take */
+                items = grown;
+                cap = more;
+            }
+            snprintf(items[n].id, sizeof items[n].id, "%s", e->text);
+            items[n].at = e->used_at;
+            e->used_at = KW_TIME_NONE;
+            n++;
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    *out = items;
+    return n;
 }
 
 size_t kw_keyindex_count(kw_keyindex *x)

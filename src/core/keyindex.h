@@ -57,6 +57,21 @@ bool kw_keyindex_remove_id(kw_keyindex *x, const char *key_id);
 bool kw_keyindex_get(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
                      kw_key *out);
 
+/*
+ * Notes that the key under (hash, pepper_version) verified at `at` (the
+ * later of two times is kept): its last-used time lives in the entry the
+ * lookup has just read, so noting it costs no other memory access. False
+ * when the index holds no such key.
+ */
+bool kw_keyindex_mark_used(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES],
+                           uint32_t pepper_version, int64_t at);
+
+/*
+ * Moves every noted time into a new array *out (the caller frees it) and
+ * returns how many there are; the marks are cleared.
+ */
+size_t kw_keyindex_take_used(kw_keyindex *x, kw_touch **out);
+
 /* Removes every key. */
 void kw_keyindex_clear(kw_keyindex *x);
 

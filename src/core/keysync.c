@@ -316,6 +316,18 @@ kw_status kw_keysync_lookup(kw_keysync *ks, const uint8_t hash[KW_HASH_BYTES],
     return found ? KW_OK : KW_ERR_NOT_FOUND;
 }
 
+bool kw_keysync_mark_used(kw_keysync *ks, const uint8_t hash[KW_HASH_BYTES],
+                          uint32_t pepper_version, int64_t at)
+{
+    return ks && ks->index && kw_keyindex_mark_used(ks->index, hash, pepper_version, at);
+}
+
+size_t kw_keysync_take_used(kw_keysync *ks, kw_touch **out)
+{
+    *out = NULL;
+    return ks && ks->index ? kw_keyindex_take_used(ks->index, out) : 0;
+}
+
 void kw_keysync_settle(kw_keysync *ks, int64_t seq)
 {
     if (!ks || seq <= 0)

@@ -96,6 +96,15 @@ kw_status kw_keysync_lookup(kw_keysync *ks, const uint8_t hash[KW_HASH_BYTES],
                             uint32_t pepper_version, kw_key *out);
 
 /*
+ * Last-used times of keys the index answered for: noted in their entries
+ * (false when the index does not hold the key: the caller notes it
+ * elsewhere), taken by the service's flush timer.
+ */
+bool kw_keysync_mark_used(kw_keysync *ks, const uint8_t hash[KW_HASH_BYTES],
+                          uint32_t pepper_version, int64_t at);
+size_t kw_keysync_take_used(kw_keysync *ks, kw_touch **out);
+
+/*
  * Called after a mutation committed change `seq`: returns once no node can
  * answer from an index that lacks it (lease mode; at once in token mode).
  * Waits at most one lease and a margin, even with the database down.

@@ -65,10 +65,26 @@ kw_status kw_service_store_error(kw_status st, const char *what, kw_error *err)
 /* Writes pending last-used times; on failure puts them back for next time. */
 kw_status kw_service_flush_last_used(kw_service *svc)
 {
-    kw_touch *items;
+    kw_touch *items, *indexed;
     size_t n = kw_lastused_take(svc->lastused, &items);
-    if (n == 0)
+    size_t m = kw_keysync_take_used(svc->sync, &indexed);
+    if (m > 0) {
+        kw_touch *all = realloc(items, (n + m) * sizeof *all);
+        if (all) {
+            memcpy(all + n, indexed, m * sizeof *indexed);
+            items = all;
+            n += m;
+        } else {
+            /* Kept for the next flush rather than lost. */
+            for (size_t i = 0; i < m; i++)
+                kw_lastused_note(svc->lastused, indexed[i].id, indexed[i].at);
+        }
+    }
+    free(indexed);
+    if (n == 0) {
+        free(items);
         return KW_OK;
+    }
     kw_status st = svc->store->ops->touch(svc->store, items, n);
     if (st != KW_OK)
         for (size_t i = 0; i < n; i++)
@@ -514,12 +530,19 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
      * (core/keysync.h), or in the store when memory may not answer. */
     int64_t now = kw_service_now(svc);
     kw_status st = KW_ERR_NOT_FOUND;
+    uint8_t found_hash[KW_HASH_BYTES];
+    uint32_t found_version = 0;
+    bool from_index = false;
     for (size_t i = 0; i < kw_pepper_count(svc->pepper) && st == KW_ERR_NOT_FOUND; i++) {
         uint8_t hash[KW_HASH_BYTES];
         uint32_t version = kw_pepper_version(svc->pepper, i);
         kw_pepper_hash(svc->pepper, i, key, len, hash);
         st = kw_keysync_lookup(svc->sync, hash, version, &out->key);
-        if (st == KW_ERR_UNAVAILABLE) {
+        if (st == KW_OK) {
+            memcpy(found_hash, hash, sizeof found_hash);
+            found_version = version;
+            from_index = true;
+        } else if (st == KW_ERR_UNAVAILABLE) {
             atomic_fetch_add(&svc->store_lookups, 1);
             st = svc->store->ops->key_find(svc->store, hash, version, &out->key);
         }
@@ -542,6 +565,9 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
         memset(&out->key, 0, sizeof out->key);
         return KW_OK;
     }
-    kw_lastused_note(svc->lastused, out->key.id, now);
+    /* A key the index answered for keeps its last-used time in its entry,
+     * which the lookup has just read; the others go to the table. */
+    if (!from_index || !kw_keysync_mark_used(svc->sync, found_hash, found_version, now))
+        kw_lastused_note(svc->lastused, out->key.id, now);
     return KW_OK;
 }

@@ -292,6 +292,34 @@ static void test_more_keys_than_the_index_holds_are_answered_by_the_store(void *
     sodium_memzero(secret, sizeof secret);
 }
 
+/* Keys answered from memory keep their last-used time in the index entry,
+ * and the flush writes it like any other. */
+static void test_last_used_of_keys_answered_from_memory_is_written(void **state)
+{
+    fixture *f = *state;
+    kw_key k, other;
+    char secret[KW_KEY_BUFSZ], other_secret[KW_KEY_BUFSZ];
+    create(f->a, &f->acc, "Used", &k, secret);
+    create(f->a, &f->acc, "Unused", &other, other_secret);
+    wait_ready(f->a);
+    uint64_t lookups = stats(f->a).store_lookups;
+    assert_int_equal(verify(f->a, secret), KW_VERIFY_VALID);
+    assert_int_equal(stats(f->a).store_lookups, lookups); /* from memory */
+    kw_error err;
+    assert_int_equal(kw_service_flush_last_used(f->a), KW_OK);
+    kw_key got;
+    assert_int_equal(kw_service_key_get(f->b, f->acc.id, k.id, &got, &err), KW_OK);
+    assert_int_not_equal(got.last_used_at, KW_TIME_NONE);
+    assert_true(got.last_used_at >= k.created_at);
+    assert_int_equal(kw_service_key_get(f->b, f->acc.id, other.id, &got, &err), KW_OK);
+    assert_int_equal(got.last_used_at, KW_TIME_NONE);
+    /* Taken once: a second flush writes nothing new, and a delete in between
+     * loses nothing it should keep. */
+    assert_int_equal(kw_service_flush_last_used(f->a), KW_OK);
+    sodium_memzero(secret, sizeof secret);
+    sodium_memzero(other_secret, sizeof other_secret);
+}
+
 static int64_t elapsed_ms(const struct timespec *since)
 {
     struct timespec now;
@@ -352,6 +380,8 @@ int main(void)
             test_a_change_on_one_node_is_answered_by_the_other_from_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unrelated_writes_drop_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_pruned_feed_makes_a_node_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_used_of_keys_answered_from_memory_is_written,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_more_keys_than_the_index_holds_are_answered_by_the_store, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_a_silent_node_delays_a_change_by_one_lease_at_most,
