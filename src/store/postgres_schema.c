@@ -90,14 +90,14 @@ static const char *const steps[] = {
     /* 4: the change feed and the node leases (see store.h). feed_head is the
      * one row every writer of a change updates, so positions are handed out
      * in commit order; keys from before this step are in api_keys, which a
-     * node scans before it reads the feed. Lease ends are in milliseconds
-     * of the database's clock, the one clock every node shares. */
+     * node scans before it reads the feed. A change names its key by id
+     * only, never by its hash, which must go with the key. Lease ends are
+     * in milliseconds of the database's clock, the one clock every node
+     * shares. */
     "CREATE TABLE key_changes ("
     "  seq bigint PRIMARY KEY,"
     "  at bigint NOT NULL,"
-    "  key_id text NOT NULL,"
-    "  hash bytea NOT NULL CHECK (octet_length(hash) = 32),"
-    "  pepper_version integer NOT NULL);"
+    "  key_id text NOT NULL);"
     "CREATE INDEX key_changes_at ON key_changes(at);"
     "CREATE TABLE feed_head ("
     "  one integer PRIMARY KEY CHECK (one = 1),"

@@ -47,8 +47,7 @@ static const char *const common_sql[KW_Q_ACCOUNT_LIST] = {
     [KW_Q_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys WHERE account_id = ?1 ORDER BY seq DESC",
     [KW_Q_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys WHERE id = ?1 AND account_id = ?2",
     /* RETURNING: a row that a concurrent delete took first is not found. */
-    [KW_Q_KEY_DELETE] = "DELETE FROM api_keys WHERE id = ?1 AND account_id = ?2 "
-                        "RETURNING name, hash, pepper_version",
+    [KW_Q_KEY_DELETE] = "DELETE FROM api_keys WHERE id = ?1 AND account_id = ?2 RETURNING name",
     [KW_Q_KEY_FIND] = "SELECT " KEY_COLS " FROM api_keys WHERE hash = ?1 AND pepper_version = ?2",
     [KW_Q_ROOT_INSERT] = "INSERT INTO root_keys(id, name, masked, hash, pepper_version, "
                          "created_at, last_used_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -74,14 +73,14 @@ static const char *const common_sql[KW_Q_ACCOUNT_LIST] = {
     [KW_Q_SESSION_DELETE] = "DELETE FROM sessions WHERE hash = ?1",
     [KW_Q_STORE_EMPTY] = "SELECT CAST(NOT EXISTS (SELECT 1 FROM accounts) AND "
                          "NOT EXISTS (SELECT 1 FROM root_keys) AS INTEGER)",
-    [KW_Q_FEED_APPEND] = "INSERT INTO key_changes(seq, at, key_id, hash, pepper_version) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [KW_Q_FEED_APPEND] = "INSERT INTO key_changes(seq, at, key_id) VALUES (?1, ?2, ?3)",
     [KW_Q_FEED_HEAD] = "SELECT seq FROM feed_head WHERE one = 1",
     [KW_Q_FEED_PRUNE] = "DELETE FROM key_changes WHERE at < ?1 "
                         "AND seq < (SELECT seq FROM feed_head WHERE one = 1)",
     [KW_Q_KEY_SCAN] = "SELECT " KEY_COLS ", hash, pepper_version FROM api_keys",
-    /* Key columns first, as in KW_Q_KEY_SCAN, then the change's own. */
-    [KW_Q_CHANGES_SINCE] = "SELECT " KEY_COLS_K ", c.hash, c.pepper_version, c.seq, c.key_id "
+    /* The key's columns first, as in KW_Q_KEY_SCAN (all NULL when it is
+     * gone), then the change's own: the feed holds no hash. */
+    [KW_Q_CHANGES_SINCE] = "SELECT " KEY_COLS_K ", k.hash, k.pepper_version, c.seq, c.key_id "
                            "FROM key_changes c LEFT JOIN api_keys k ON k.id = c.key_id "
                            "WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
     [KW_Q_NODE_LEAVE] = "DELETE FROM nodes WHERE id = ?1",
@@ -336,16 +335,19 @@ static bool read_key_row(const kw_sql_rows *r, void *item)
     return true;
 }
 
-/* A row of KW_Q_CHANGES_SINCE: the key's columns are NULL when it is gone. */
+/*
+ * A row of KW_Q_CHANGES_SINCE: the key as it is now, or, when it is gone
+ * (its columns NULL), only the id the change names it by.
+ */
 static bool read_change(const kw_sql_rows *r, void *item)
 {
     kw_key_change *ch = item;
     memset(ch, 0, sizeof *ch);
-    if (!read_key_row(r, &ch->row))
-        return false;
     ch->seq = col_int(r, 10);
     ch->present = !r->conn->driver->is_null(r, 0);
-    return ch->present || col_text(r, 11, ch->row.key.id, sizeof ch->row.key.id);
+    if (ch->present)
+        return read_key_row(r, &ch->row);
+    return col_text(r, 11, ch->row.key.id, sizeof ch->row.key.id);
 }
 
 static const text_col root_key_texts[] = {TEXT(kw_root_key, id, 0), TEXT(kw_root_key, name, 1),
@@ -396,27 +398,10 @@ static bool read_int(const kw_sql_rows *r, void *item)
     return true;
 }
 
-/* What a delete's RETURNING gives back: the name, and for a key its hash. */
-typedef struct {
-    char name[KW_NAME_BUFSZ];
-    uint8_t hash[KW_HASH_BYTES];
-    int64_t pepper_version;
-} deleted_row;
-
-static bool read_deleted_root(const kw_sql_rows *r, void *item)
+/* What a delete's RETURNING gives back: the name, for the audit entry (KW_NAME_BUFSZ bytes). */
+static bool read_deleted_name(const kw_sql_rows *r, void *item)
 {
-    deleted_row *d = item;
-    memset(d, 0, sizeof *d);
-    return col_text(r, 0, d->name, sizeof d->name);
-}
-
-static bool read_deleted_key(const kw_sql_rows *r, void *item)
-{
-    deleted_row *d = item;
-    if (!read_deleted_root(r, item) || !r->conn->driver->hash(r, 1, d->hash))
-        return false;
-    d->pepper_version = col_int(r, 2);
-    return true;
+    return col_text(r, 0, item, KW_NAME_BUFSZ);
 }
 
 /* ---- reads ---- */
@@ -533,11 +518,10 @@ static kw_status account_check(kw_sql_conn *c, int q, const char *id)
  * Appends a change of key key_id to the feed, inside the mutation's
  * transaction, and gives its position in *seq. The head's update (the
  * dialect's feed_bump) holds every other writer of a change until commit,
- * so positions are contiguous and in commit order.
+ * so positions are contiguous and in commit order. The entry names the key
+ * by its id alone: it outlives the key, and a deleted key's hash must not.
  */
-static kw_status feed_append(kw_sql_conn *c, int64_t at, const char *key_id,
-                             const uint8_t hash[KW_HASH_BYTES], int64_t pepper_version,
-                             int64_t *seq)
+static kw_status feed_append(kw_sql_conn *c, int64_t at, const char *key_id, int64_t *seq)
 {
     kw_sql_rows rows;
     kw_status status = query(c, KW_Q_FEED_BUMP, &rows, "");
@@ -546,7 +530,7 @@ static kw_status feed_append(kw_sql_conn *c, int64_t at, const char *key_id,
     if (status == KW_ERR_NOT_FOUND) /* the migration seeds the head: never missing */
         status = KW_ERR_INTERNAL;
     if (status == KW_OK)
-        status = exec(c, KW_Q_FEED_APPEND, NULL, "iithi", *seq, at, key_id, hash, pepper_version);
+        status = exec(c, KW_Q_FEED_APPEND, NULL, "iit", *seq, at, key_id);
     return status;
 }
 
@@ -576,8 +560,7 @@ static kw_status on_key_insert(kw_sql_conn *c, void *arg)
         status = KW_ERR_LIMIT;
     if (status == KW_OK)
         status = audit(c, m->au, NULL, k->account_id, k->id, k->name);
-    return status == KW_OK ? feed_append(c, m->au->at, k->id, m->hash, m->pepper_version, &m->seq)
-                           : status;
+    return status == KW_OK ? feed_append(c, m->au->at, k->id, &m->seq) : status;
 }
 
 /*
@@ -588,16 +571,16 @@ static kw_status on_key_insert(kw_sql_conn *c, void *arg)
 static kw_status on_key_delete(kw_sql_conn *c, void *arg)
 {
     change *m = arg;
-    deleted_row gone;
+    char name[KW_NAME_BUFSZ];
     kw_sql_rows rows;
     kw_status status = m->account_id ? query(c, KW_Q_KEY_DELETE, &rows, "tt", m->id, m->account_id)
                                      : query(c, KW_Q_ROOT_DELETE, &rows, "t", m->id);
     if (status == KW_OK)
-        status = read_one(&rows, m->account_id ? read_deleted_key : read_deleted_root, &gone);
+        status = read_one(&rows, read_deleted_name, name);
     if (status == KW_OK)
-        status = audit(c, m->au, NULL, m->account_id, m->id, gone.name);
+        status = audit(c, m->au, NULL, m->account_id, m->id, name);
     if (status == KW_OK && m->account_id) /* root keys are not in the feed */
-        status = feed_append(c, m->au->at, m->id, gone.hash, gone.pepper_version, &m->seq);
+        status = feed_append(c, m->au->at, m->id, &m->seq);
     c->erased = c->erased || status == KW_OK;
     return status;
 }
@@ -711,14 +694,11 @@ static kw_status on_bootstrap(kw_sql_conn *c, void *arg)
     return status == KW_OK ? insert_root_key(c, m, "root_key.create") : status;
 }
 
-/* Pruned entries may name deleted keys by their hash. */
+/* Entries hold no hash, so a prune erases nothing that must leave the files. */
 static kw_status on_feed_prune(kw_sql_conn *c, void *arg)
 {
     const change *m = arg;
-    int64_t pruned = 0;
-    kw_status status = exec(c, KW_Q_FEED_PRUNE, &pruned, "i", m->now);
-    c->erased = c->erased || (status == KW_OK && pruned > 0);
-    return status;
+    return exec(c, KW_Q_FEED_PRUNE, NULL, "i", m->now);
 }
 
 /*

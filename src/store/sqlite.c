@@ -13,9 +13,9 @@
  * connection runs with secure_delete, so the delete zeroes the freed cells
  * in the new versions of its pages; but older frames in the WAL (the
  * insert, last-used updates) and the database file itself still hold the
- * hash. So a transaction that removed a hash (a delete; a prune of the
- * change feed, which names deleted keys by their hash), once committed,
- * checkpoints (kw_sqlite_checkpoint): every frame is copied into the
+ * hash. So a transaction that removed a hash (a delete of a key or root
+ * key; the change feed names keys by id only, so nothing else holds one),
+ * once committed, checkpoints (kw_sqlite_checkpoint): every frame is copied into the
  * database file and the WAL is cut to zero bytes, without making readers
  * or writers wait. It has committed already, so when the checkpoint gives
  * up (a reader held an old snapshot for 0.1 s: a backup step, a machine

@@ -77,13 +77,13 @@ static const char *const steps[] = {
     /* 4: the change feed and the node leases (see store.h). feed_head is the
      * one row every writer of a change updates, so positions are handed out
      * in commit order; keys from before this step are in api_keys, which a
-     * node scans before it reads the feed. */
+     * node scans before it reads the feed. A change names its key by id
+     * only: a hash kept here would outlive the key's delete, which must
+     * leave no hash in the files. */
     "CREATE TABLE key_changes ("
     "  seq INTEGER PRIMARY KEY,"
     "  at INTEGER NOT NULL,"
-    "  key_id TEXT NOT NULL,"
-    "  hash BLOB NOT NULL,"
-    "  pepper_version INTEGER NOT NULL);"
+    "  key_id TEXT NOT NULL);"
     "CREATE INDEX key_changes_at ON key_changes(at);"
     "CREATE TABLE feed_head ("
     "  one INTEGER PRIMARY KEY CHECK (one = 1),"

@@ -43,12 +43,14 @@ typedef struct {
 
 /*
  * One entry of the change feed (see key_changes below): a change that can
- * turn a verification answer wrong, and the state of its key now.
+ * turn a verification answer wrong, and the state of its key now. The feed
+ * records key ids only, never hashes: a deleted key's hash leaves the
+ * database with its row.
  */
 typedef struct {
     int64_t seq;  /* the change's position in the feed: 1, 2, 3, ... with no gap */
-    bool present; /* the key exists now, and row holds it; false: row.hash and
-                     row.pepper_version name the key that is gone */
+    bool present; /* the key exists now, and row holds it (hash included); false:
+                     the key is gone; only row.key.id names it (the rest is zero) */
     kw_key_row row;
 } kw_key_change;
 
@@ -87,8 +89,8 @@ typedef struct kw_store_ops {
     kw_status (*key_get)(kw_store *s, const char *account_id, const char *key_id, kw_key *out);
     /*
      * Deletes the row (and so its hash), records the key's id and name in
-     * the audit log and appends the change to the feed, in one transaction;
-     * *seq (when not NULL) receives the change's position.
+     * the audit log and appends the change (the key's id) to the feed, in
+     * one transaction; *seq (when not NULL) receives the change's position.
      */
     kw_status (*key_delete)(kw_store *s, const char *account_id, const char *key_id,
                             const kw_audit *au, int64_t *seq);
@@ -171,7 +173,8 @@ typedef struct kw_store_ops {
     kw_status (*key_scan)(kw_store *s, kw_key_row_fn fn, void *ctx, int64_t *head);
     /*
      * The changes after position `after`, oldest first, at most `limit`,
-     * each with its key's state now (present or gone). The caller frees
+     * each with its key's state now: its whole row (present), or only its
+     * id (gone; the index removes it by id). The caller frees
      * out->items. When the oldest returned seq is not after + 1, the feed
      * was pruned past `after` and the caller must scan again.
      */

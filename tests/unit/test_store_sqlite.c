@@ -290,11 +290,10 @@ static int hash_in_files(const char *db, const uint8_t hash[KW_HASH_BYTES])
 }
 
 /*
- * A deleted root key's hash is gone from the database file, the WAL and
- * the shared-memory index by the time the delete returns, while the store
- * (and so its WAL) stays open, as in a running server. A deleted key's
- * hash is gone from api_keys then, but the change feed names the key by
- * it until its entries are pruned: then it leaves the files too.
+ * A deleted key's or root key's hash is gone from the database file, the
+ * WAL and the shared-memory index by the time the delete returns, while
+ * the store (and so its WAL) stays open, as in a running server. The
+ * change feed still holds the key's create and delete then, by its id.
  */
 static void test_deleted_hashes_leave_the_files(void **state)
 {
@@ -333,22 +332,21 @@ static void test_deleted_hashes_leave_the_files(void **state)
     assert_true(hash_in_files(f->path, root_hash) != 0);
 
     assert_int_equal(s->ops->key_delete(s, "acc_a", "key_gone", &au, NULL), KW_OK);
+    assert_int_equal(hash_in_files(f->path, key_hash), 0);
     assert_int_equal(s->ops->root_key_delete(s, "rk_gone", &au), KW_OK);
     assert_int_equal(hash_in_files(f->path, root_hash), 0);
     assert_int_equal(s->ops->key_find(s, key_hash, 1, &found), KW_ERR_NOT_FOUND);
+    /* The feed names the deleted key, by its id only, in both its entries. */
     kw_key_change_list feed = {0};
     assert_int_equal(s->ops->changes_since(s, 0, 10, &feed), KW_OK);
     assert_int_equal(feed.count, 3);
-    assert_false(feed.items[2].present);
-    assert_memory_equal(feed.items[2].row.hash, key_hash, KW_HASH_BYTES);
+    static const uint8_t zero[KW_HASH_BYTES];
+    for (size_t i = 0; i < 3; i += 2) {
+        assert_false(feed.items[i].present);
+        assert_string_equal(feed.items[i].row.key.id, "key_gone");
+        assert_memory_equal(feed.items[i].row.hash, zero, KW_HASH_BYTES);
+    }
     free(feed.items);
-    /* A later change, so that the delete's entry is not the newest, then the prune. */
-    snprintf(k.id, sizeof k.id, "key_later");
-    uint8_t later_hash[KW_HASH_BYTES];
-    memset(later_hash, 0x42, sizeof later_hash);
-    assert_int_equal(s->ops->key_insert(s, &k, later_hash, 1, 25, NOW, &au, NULL), KW_OK);
-    assert_int_equal(s->ops->feed_prune(s, NOW + 1), KW_OK);
-    assert_int_equal(hash_in_files(f->path, key_hash), 0);
     /* What was not deleted is still there, and still found. */
     assert_true(hash_in_files(f->path, kept_hash) != 0);
     assert_int_equal(s->ops->key_find(s, kept_hash, 1, &found), KW_OK);
@@ -377,19 +375,22 @@ static void test_a_checkpoint_held_up_by_a_reader_is_made_later(void **state)
     uint8_t hash[KW_HASH_BYTES];
     memset(hash, 0x5A, sizeof hash);
     kw_audit au = {.at = NOW, .actor = "cli", .action = "test"};
-    kw_root_key rk = {.id = "rk_held",
-                      .name = "n",
-                      .masked = "m",
-                      .created_at = NOW,
-                      .last_used_at = KW_TIME_NONE};
-    assert_int_equal(s->ops->root_key_insert(s, &rk, hash, 1, &au), KW_OK);
+    kw_key k = {.created_at = NOW,
+                .last_used_at = KW_TIME_NONE,
+                .expires_at = KW_TIME_NONE,
+                .id = "key_held",
+                .account_id = "acc_a",
+                .name = "n",
+                .environment = "production",
+                .masked = "m"};
+    assert_int_equal(s->ops->key_insert(s, &k, hash, 1, 25, NOW, &au, NULL), KW_OK);
     sqlite3 *reader;
     assert_int_equal(sqlite3_open(f->path, &reader), SQLITE_OK);
     assert_int_equal(
         sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM api_keys;", NULL, NULL, NULL), SQLITE_OK);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(s->ops->root_key_delete(s, "rk_held", &au), KW_OK);
+    assert_int_equal(s->ops->key_delete(s, "acc_a", "key_held", &au, NULL), KW_OK);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     assert_true(t1.tv_sec - t0.tv_sec < 2); /* a bounded wait, not the 5 s busy timeout */
     assert_true(hash_in_files(f->path, hash) != 0);
@@ -438,8 +439,7 @@ static void *on_read(void *arg)
 /*
  * The checkpoint after each delete neither fails nor stalls verification
  * under concurrent readers (in this store and in a second one on the same
- * file, as a second process would be), and still empties the WAL. Root
- * keys are deleted: a key's hash would stay in the change feed.
+ * file, as a second process would be), and still empties the WAL.
  */
 static void test_deletes_checkpoint_under_concurrent_readers(void **state)
 {
@@ -472,13 +472,11 @@ static void test_deletes_checkpoint_under_concurrent_readers(void **state)
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < KW_HASH_BYTES; i++)
             gone[i] = (uint8_t)(r * 31 + i * 7 + 1);
-        kw_root_key rk = {
-            .name = "n", .masked = "m", .created_at = NOW, .last_used_at = KW_TIME_NONE};
-        snprintf(rk.id, sizeof rk.id, "rk_%d", r);
-        assert_int_equal(s->ops->root_key_insert(s, &rk, gone, 1, &au), KW_OK);
+        snprintf(k.id, sizeof k.id, "key_%d", r);
+        assert_int_equal(s->ops->key_insert(s, &k, gone, 1, 1000, NOW, &au, NULL), KW_OK);
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        assert_int_equal(s->ops->root_key_delete(s, rk.id, &au), KW_OK);
+        assert_int_equal(s->ops->key_delete(s, "acc_a", k.id, &au, NULL), KW_OK);
         double ms = ms_since(&t0);
         total_delete += ms;
         if (ms > worst_delete)
@@ -752,7 +750,11 @@ static void test_only_key_changes_enter_the_feed(void **state)
     free(list.items);
 }
 
-/* Each change comes with its key's state now: the whole record, or only its id and hash. */
+/*
+ * Each change comes with its key's state now: the whole record, hash
+ * included, or only its id when the key is gone: the feed holds no hash
+ * to give back.
+ */
 static void test_changes_since_reports_present_and_gone(void **state)
 {
     kw_store *s = *(kw_store **)*state;
@@ -765,17 +767,15 @@ static void test_changes_since_reports_present_and_gone(void **state)
 
     kw_key_change_list list = feed_since(s, 0);
     assert_int_equal(list.count, 3);
-    uint8_t h1[KW_HASH_BYTES], h2[KW_HASH_BYTES];
-    feed_hash(h1, 1);
+    uint8_t h2[KW_HASH_BYTES];
     feed_hash(h2, 2);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(list.items[i].seq, (int64_t)i + 1);
-    /* key_1: created, then deleted; both entries say it is gone. */
+    /* key_1: created, then deleted; both entries say it is gone, by its id alone. */
+    static const kw_key_row gone = {.key.id = "key_1"};
     for (size_t i = 0; i < 3; i += 2) {
         assert_false(list.items[i].present);
-        assert_string_equal(list.items[i].row.key.id, "key_1");
-        assert_memory_equal(list.items[i].row.hash, h1, KW_HASH_BYTES);
-        assert_int_equal(list.items[i].row.pepper_version, 2);
+        assert_memory_equal(&list.items[i].row, &gone, sizeof gone);
     }
     const kw_key_row *row = &list.items[1].row;
     assert_true(list.items[1].present);
