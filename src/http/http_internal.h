@@ -115,6 +115,8 @@ struct kw_http_req {
     unsigned status;
     struct MHD_Response *response;
     bool deferred; /* kw_http_suspend'ed: the reply comes from another thread */
+    /* Room for a short reply body that lives as long as the request (not copied). */
+    char reply_text[320];
 };
 
 /* A request header's value, or NULL. */
@@ -175,6 +177,25 @@ typedef struct {
  * JSON, duplicate, unknown, missing or mistyped member).
  */
 json_t *kw_http_read_json(kw_http_req *req, const kw_http_field *fields);
+
+/* The most fields a route reads with kw_http_read_values. */
+#define KW_HTTP_MAX_FIELDS 4
+
+typedef struct {
+    const char *value; /* NULL when absent or null */
+    size_t len;
+    bool present; /* the member is there, also when null */
+} kw_http_value;
+
+/*
+ * kw_http_read_json for the hot paths: the same checks and replies, with
+ * the values of fields in values (in the order of fields). A plain body is
+ * read in place, without a tree; any other goes through the JSON parser,
+ * and *doc is then the object the values point into (caller json_decref's;
+ * NULL otherwise). Returns false after replying.
+ */
+bool kw_http_read_values(kw_http_req *req, const kw_http_field *fields, kw_http_value *values,
+                         json_t **doc);
 
 /* A string member of a checked body, or NULL when absent or null. */
 const char *kw_http_string(const json_t *body, const char *name);

@@ -81,9 +81,61 @@ static const char *method_label(const char *method)
     return "OTHER";
 }
 
+/* ---- per connection ---- */
+
+/* What is kept for each connection libmicrohttpd serves (its socket context). */
+typedef struct {
+    kw_conntrack_entry *deadline;
+    /* The peer's address as text, made once: the access log's client when no proxy is trusted. */
+    char peer[KW_IP_TEXT_BUFSZ];
+} conn_state;
+
+static conn_state *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+static kw_conntrack_entry *conn_entry(struct MHD_Connection *conn)
+{
+    conn_state *c = conn_of(conn);
+    return c ? c->deadline : NULL;
+}
+
+/* ---- access log ---- */
+
+/* Appends the NUL-terminated s at *p, if it fits before end. */
+static bool put_text(char **p, const char *end, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > (size_t)(end - *p))
+        return false;
+    memcpy(*p, s, n);
+    *p += n;
+    return true;
+}
+
+/* Appends v in decimal, with at least `digits` digits (zeros in front). */
+static bool put_number(char **p, const char *end, unsigned long long v, int digits)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v || n < digits);
+    if (n > end - *p)
+        return false;
+    while (n)
+        *(*p)++ = tmp[--n];
+    return true;
+}
+
 /*
  * One JSON line per request: when, who, method, route template, status,
  * latency. Never the path (it may name objects), a header or the body.
+ * Every piece is a fixed text or an address, so nothing needs escaping.
  */
 static void access_log(const kw_http_req *req, uint64_t ns)
 {
@@ -96,20 +148,34 @@ static void access_log(const kw_http_req *req, uint64_t ns)
     clock_gettime(CLOCK_REALTIME, &wall);
     if (wall.tv_sec != cached_second) {
         kw_time_format(wall.tv_sec, cached_when);
+        cached_when[19] = '\0'; /* the milliseconds go between the seconds and the Z */
         cached_second = wall.tv_sec;
     }
-    char client[INET6_ADDRSTRLEN];
-    kw_http_client_address(req, client, sizeof client);
+    char computed[INET6_ADDRSTRLEN];
+    const char *client = computed;
+    const conn_state *c = req->srv->trusted_proxies ? NULL : conn_of(req->conn);
+    if (c && c->peer[0])
+        client = c->peer;
+    else
+        kw_http_client_address(req, computed, sizeof computed);
     const kw_http_route_info *info = kw_http_route_info_at(req->route);
     unsigned long long us = ns / 1000;
     char line[512];
-    int n = snprintf(line, sizeof line,
-                     "{\"time\":\"%.19s.%03ldZ\",\"client\":\"%s\",\"method\":\"%s\","
-                     "\"route\":\"%s\",\"status\":%u,\"ms\":%llu.%03llu}\n",
-                     cached_when, wall.tv_nsec / 1000000, client, method_label(req->method),
-                     info ? info->pattern : "unmatched", req->status, us / 1000, us % 1000);
-    if (n > 0 && (size_t)n < sizeof line)
-        kw_accesslog_line(req->srv->log, line, (size_t)n);
+    char *p = line;
+    const char *end = line + sizeof line;
+    bool ok =
+        put_text(&p, end, "{\"time\":\"") && put_text(&p, end, cached_when) &&
+        put_text(&p, end, ".") &&
+        put_number(&p, end, (unsigned long long)(wall.tv_nsec / 1000000), 3) &&
+        put_text(&p, end, "Z\",\"client\":\"") && put_text(&p, end, client) &&
+        put_text(&p, end, "\",\"method\":\"") && put_text(&p, end, method_label(req->method)) &&
+        put_text(&p, end, "\",\"route\":\"") &&
+        put_text(&p, end, info ? info->pattern : "unmatched") &&
+        put_text(&p, end, "\",\"status\":") && put_number(&p, end, req->status, 1) &&
+        put_text(&p, end, ",\"ms\":") && put_number(&p, end, us / 1000, 1) &&
+        put_text(&p, end, ".") && put_number(&p, end, us % 1000, 3) && put_text(&p, end, "}\n");
+    if (ok)
+        kw_accesslog_line(req->srv->log, line, (size_t)(p - line));
 }
 
 /*
@@ -219,14 +285,6 @@ static void free_request(kw_http_req *req)
     free(req);
 }
 
-static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
-{
-    (void)kind;
-    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
-    return MHD_YES;
-}
-
 /* Queues the reply the handler left (500 if it left none), with the common headers. */
 static enum MHD_Result send_reply(kw_http_req *req)
 {
@@ -250,6 +308,7 @@ typedef struct {
     const char *raw_value[KW_FRAMING_MAX_FIELDS + 1]; /* where each value starts in the head */
     size_t raw_value_len[KW_FRAMING_MAX_FIELDS + 1];
     size_t n;
+    size_t bytes; /* each name and value as stored, plus ": " and CRLF */
 } parsed_fields;
 
 static enum MHD_Result add_field(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -265,6 +324,7 @@ static enum MHD_Result add_field(void *cls, enum MHD_ValueKind kind, const char 
     }
     l->raw_value[l->n] = value;
     l->raw_value_len[l->n] = value_size;
+    l->bytes += key_size + value_size + 4;
     while (value_size > 0 && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
         value_size--;
     l->field[l->n++] = (kw_framing_field){key, key_size, value, value_size};
@@ -318,9 +378,12 @@ static bool refuse_head(kw_http_req *req, unsigned status, const char *message)
 /*
  * The framing rules of framing.h, for every request (the gate has checked
  * the raw bytes of each connection's first one). Returns false after
- * leaving a reply that closes the connection.
+ * leaving a reply that closes the connection; else sets *header_bytes to
+ * the size of the header fields (names and values as libmicrohttpd keeps
+ * them: the head holds no NUL, so that is also their length as strings).
  */
-static bool check_head(kw_http_req *req, const char *method, const char *version)
+static bool check_head(kw_http_req *req, const char *method, const char *version,
+                       size_t *header_bytes)
 {
     const kw_http_options *o = &req->srv->opt;
     bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
@@ -335,6 +398,7 @@ static bool check_head(kw_http_req *req, const char *method, const char *version
         return refuse_head(req, 414, "The request has too many query parameters.");
     parsed_fields l;
     l.n = 0;
+    l.bytes = 0;
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, add_field, &l);
     if (l.n > KW_FRAMING_MAX_FIELDS)
         return refuse_head(req, 431, "The request has too many header fields.");
@@ -353,6 +417,7 @@ static bool check_head(kw_http_req *req, const char *method, const char *version
     if (!head_is_contiguous(req, method, version, &l))
         return refuse_head(req, 400,
                            "The request head holds a byte or a line break that is not allowed.");
+    *header_bytes = l.bytes;
     return true;
 }
 
@@ -364,10 +429,9 @@ static bool begin(kw_http_req *req, const char *url, const char *version, char *
                   size_t allow_size)
 {
     const kw_http_options *o = &req->srv->opt;
-    if (!check_head(req, req->method, version))
-        return false;
     size_t header_bytes = 0;
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, sum_header, &header_bytes);
+    if (!check_head(req, req->method, version, &header_bytes))
+        return false;
     size_t url_bytes = req->raw_target_len;
     if (url_bytes > o->max_header_bytes) {
         kw_http_reply_error(req, 414, "The request URI is too long.");
@@ -462,16 +526,9 @@ static uint64_t head_deadline(const kw_http_server *srv)
  * connections does, but the next request must have arrived whole within
  * the idle timeout: trickling bytes does not extend it.
  */
-static uint64_t next_request_deadline(const kw_http_server *srv)
+static uint64_t next_request_deadline(const kw_http_server *srv, uint64_t now)
 {
-    return now_ns() + (uint64_t)srv->opt.idle_timeout_s * 1000000000u;
-}
-
-static kw_conntrack_entry *conn_entry(struct MHD_Connection *conn)
-{
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return info ? info->socket_context : NULL;
+    return now + (uint64_t)srv->opt.idle_timeout_s * 1000000000u;
 }
 
 /* Connections come and go: each gets a deadline entry (conntrack.h). */
@@ -487,10 +544,19 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *fd =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context =
-            fd ? kw_conntrack_add(srv->conns, fd->connect_fd, head_deadline(srv)) : NULL;
+        conn_state *c = calloc(1, sizeof *c);
+        if (c && fd)
+            c->deadline = kw_conntrack_add(srv->conns, fd->connect_fd, head_deadline(srv));
+        kw_ip ip;
+        if (c && peer && peer->client_addr && kw_ip_from_sockaddr(peer->client_addr, &ip))
+            kw_ip_format(&ip, c->peer);
+        *socket_context = c;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        kw_conntrack_remove(srv->conns, *socket_context);
+        conn_state *c = *socket_context;
+        if (c) {
+            kw_conntrack_remove(srv->conns, c->deadline);
+            free(c);
+        }
         *socket_context = NULL;
     }
 }
@@ -578,12 +644,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!state)
         return;
     kw_http_req *req = &state->req;
+    uint64_t now = now_ns();
     if (req->status) {
-        uint64_t ns = now_ns() - req->start_ns;
+        uint64_t ns = now - req->start_ns;
         kw_http_metrics_request(srv->metrics, req->route, req->status, ns);
         access_log(req, ns);
     }
-    kw_conntrack_set_deadline(conn_entry(conn), next_request_deadline(srv));
+    kw_conntrack_set_deadline(conn_entry(conn), next_request_deadline(srv, now));
     free_request(req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
