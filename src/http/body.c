@@ -93,7 +93,7 @@ static bool check_members(kw_http_req *req, const json_t *obj, const kw_http_fie
 /* The media type and a non-empty body; false after replying 415 or 400. */
 static bool check_body(kw_http_req *req)
 {
-    if (!is_json_media_type(kw_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+    if (!is_json_media_type(req->content_type)) {
         kw_http_reply_error(req, 415, "The request body must be application/json.");
         return false;
     }

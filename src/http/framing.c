@@ -142,13 +142,14 @@ bool kw_framing_check_fields(bool http10, const kw_framing_field *fields, size_t
         for (size_t k = 0; k < f->value_len; k++)
             if (!is_value_byte((unsigned char)f->value[k]))
                 return kw_framing_refuse(v, 400, "A header value holds a control byte.");
-        if (name_is(f, "content-length")) {
+        /* By length first: most fields are none of the three. */
+        if (f->name_len == 14 && name_is(f, "content-length")) {
             length = f;
             lengths++;
-        } else if (name_is(f, "transfer-encoding")) {
+        } else if (f->name_len == 17 && name_is(f, "transfer-encoding")) {
             coding = f;
             codings++;
-        } else if (name_is(f, "host")) {
+        } else if (f->name_len == 4 && name_is(f, "host")) {
             host = f;
             hosts++;
         }

@@ -22,7 +22,8 @@
 #include "core/service.h"
 #include "http/http.h"
 
-#define KW_HTTP_MAX_PARAMS 2
+#define KW_HTTP_MAX_PARAMS   2
+#define KW_HTTP_FLIGHT_SLOTS 8
 
 typedef struct kw_http_req kw_http_req;
 typedef void (*kw_http_handler)(kw_http_req *req);
@@ -88,7 +89,10 @@ struct kw_http_server {
     struct kw_proxies *trusted_proxies; /* NULL: none */
     char url[128];
     uint16_t port;
-    atomic_int in_flight;
+    struct {
+        atomic_int n;
+        char pad[64 - sizeof(atomic_int)]; /* one cache line each */
+    } in_flight[KW_HTTP_FLIGHT_SLOTS];     /* requests begun and not ended, by thread (server.c) */
     atomic_bool draining;
 };
 
@@ -96,14 +100,16 @@ struct kw_http_req {
     struct MHD_Connection *conn;
     kw_http_server *srv;
     const char *method;
-    const char *raw_target; /* the request target as it arrived, query included */
-    size_t raw_target_len;  /* its length up to the first NUL, if any */
-    bool target_ok;         /* the target was of visible ASCII, as it arrived */
-    bool too_many_params;   /* more than KW_FRAMING_MAX_PARAMS query parameters */
-    bool begun;             /* the head has been checked */
-    bool close_connection;  /* answer with Connection: close */
-    size_t route;           /* index into the table, or kw_http_route_count() */
-    char *path;             /* a copy, split by kw_http_route_match */
+    const char *raw_target;   /* the request target as it arrived, query included */
+    size_t raw_target_len;    /* its length up to the first NUL, if any */
+    bool target_ok;           /* the target was of visible ASCII, as it arrived */
+    bool too_many_params;     /* more than KW_FRAMING_MAX_PARAMS query parameters */
+    bool begun;               /* the head has been checked */
+    const char *content_type; /* its first Content-Type value, once begun (NULL: none) */
+    bool close_connection;    /* answer with Connection: close */
+    size_t route;             /* index into the table, or kw_http_route_count() */
+    char *path;               /* a copy, split by kw_http_route_match: path_buf or malloc'd */
+    char path_buf[96];
     const char *param[KW_HTTP_MAX_PARAMS];
     char *body; /* wiped when freed: it may hold a key */
     size_t body_len;

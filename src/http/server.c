@@ -12,11 +12,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,7 +283,8 @@ static void free_request(kw_http_req *req)
     }
     if (req->response)
         MHD_destroy_response(req->response);
-    free(req->path);
+    if (req->path != req->path_buf)
+        free(req->path);
     free(req);
 }
 
@@ -418,6 +421,12 @@ static bool check_head(kw_http_req *req, const char *method, const char *version
         return refuse_head(req, 400,
                            "The request head holds a byte or a line break that is not allowed.");
     *header_bytes = l.bytes;
+    /* The first Content-Type, as kw_http_header would find it, for the body readers. */
+    for (size_t i = 0; i < l.n; i++)
+        if (l.field[i].name_len == 12 && strncasecmp(l.field[i].name, "Content-Type", 12) == 0) {
+            req->content_type = l.raw_value[i];
+            break;
+        }
     return true;
 }
 
@@ -443,9 +452,12 @@ static bool begin(kw_http_req *req, const char *url, const char *version, char *
         req->close_connection = true;
         return false;
     }
-    req->path = strdup(url);
+    /* A copy to split: in the request itself when it fits, as API paths do. */
+    size_t path_len = strlen(url);
+    req->path = path_len < sizeof req->path_buf ? req->path_buf : malloc(path_len + 1);
     if (!req->path)
         return false;
+    memcpy(req->path, url, path_len + 1);
     int route = kw_http_route_match(req->method, req->path, req->param, allow, allow_size);
     req->route = route < 0 ? NO_ROUTE : (size_t)route;
     const char *length = kw_http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -516,9 +528,20 @@ typedef struct {
     char allow[64];
 } request_state;
 
+/*
+ * Deadlines are checked four times a second (the gate's tick), so the
+ * coarse clock, which is cheaper to read, is precise enough for them.
+ */
+static uint64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static uint64_t head_deadline(const kw_http_server *srv)
 {
-    return now_ns() + (uint64_t)srv->opt.request_head_timeout_s * 1000000000u;
+    return coarse_now_ns() + (uint64_t)srv->opt.request_head_timeout_s * 1000000000u;
 }
 
 /*
@@ -562,6 +585,30 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 }
 
 /*
+ * Requests in flight, for a graceful stop. Each server thread counts in a
+ * slot (a cache line) of its own, so that the server threads do not pass
+ * one cache line back and forth twice per request; a request may end on
+ * another thread than it began (when libmicrohttpd stops), so a slot can
+ * go below zero, and only the sum means anything.
+ */
+static void flight_add(kw_http_server *srv, int delta)
+{
+    static atomic_uint next_slot;
+    static __thread unsigned slot = UINT_MAX;
+    if (slot == UINT_MAX)
+        slot = atomic_fetch_add(&next_slot, 1) % KW_HTTP_FLIGHT_SLOTS;
+    atomic_fetch_add_explicit(&srv->in_flight[slot].n, delta, memory_order_relaxed);
+}
+
+static int flight_count(kw_http_server *srv)
+{
+    int n = 0;
+    for (size_t i = 0; i < KW_HTTP_FLIGHT_SLOTS; i++)
+        n += atomic_load(&srv->in_flight[i].n);
+    return n;
+}
+
+/*
  * Called once the request line is read, before libmicrohttpd splits or
  * decodes the target: the request's state starts here, with the target as
  * it arrived (the head check in begin needs it).
@@ -569,9 +616,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     kw_http_server *srv = cls;
-    request_state *state = calloc(1, sizeof *state);
+    /* malloc and memset rather than calloc, which glibc serves without its per-thread cache. */
+    request_state *state = malloc(sizeof *state);
     if (!state)
         return NULL;
+    memset(state, 0, sizeof *state);
     kw_http_req *req = &state->req;
     req->conn = conn;
     req->srv = srv;
@@ -593,7 +642,7 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
         q[1] = '\0';
         req->too_many_params = true;
     }
-    atomic_fetch_add(&srv->in_flight, 1);
+    flight_add(srv, 1);
     return state;
 }
 
@@ -653,7 +702,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     kw_conntrack_set_deadline(conn_entry(conn), next_request_deadline(srv, now));
     free_request(req);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->in_flight, 1);
+    flight_add(srv, -1);
 }
 
 /* ---- the gate's callbacks (its own thread) ---- */
@@ -915,7 +964,7 @@ void kw_http_stop(kw_http_server *srv)
     kw_gate_drain(srv->gate);
     kw_http_event(srv, "stopping", "finishing requests in flight");
     uint64_t deadline = now_ns() + (uint64_t)srv->opt.shutdown_grace_s * 1000000000u;
-    while (atomic_load(&srv->in_flight) > 0 && now_ns() < deadline) {
+    while (flight_count(srv) > 0 && now_ns() < deadline) {
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
