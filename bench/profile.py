@@ -38,19 +38,33 @@ def control(pid, *args):
 
 
 def annotate(out_file, requests, top):
-    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", out_file],
+    """(total instructions, the top inclusive rows, {function: inclusive instructions})."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", out_file],
                           stdout=subprocess.PIPE, check=True).stdout.decode("utf-8", "replace")
     total = None
     rows = []
+    by_name = {}
     for line in text.splitlines():
         m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+PROGRAM TOTALS", line)
         if m:
             total = int(m.group(1).replace(",", ""))
             continue
         m = re.match(r"\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+\S*:(\S+)", line)
-        if m and len(rows) < top:
-            rows.append((int(m.group(1).replace(",", "")) / requests, m.group(3)))
-    return total, rows
+        if m:
+            n = int(m.group(1).replace(",", ""))
+            by_name[m.group(3)] = max(n, by_name.get(m.group(3), 0))
+            if len(rows) < top:
+                rows.append((n / requests, m.group(3)))
+    return total, rows, by_name
+
+
+# Where a request's instructions go: libmicrohttpd zeroing its connection
+# memory for each request, the key service (src/core, src/store), work of
+# background threads that does not scale with requests, and the rest (the
+# HTTP layer and libmicrohttpd).
+PARTS = [("memory pool zeroed by libmicrohttpd", ["__memset_avx2_unaligned_erms"]),
+         ("kw_service_key_verify (core and store)", ["kw_service_key_verify"]),
+         ("background (last-used flush, access log flush)", ["on_flush_timer", "flusher"])]
 
 
 def measure(name, proc, port, keys_file, out_file, top):
@@ -61,10 +75,17 @@ def measure(name, proc, port, keys_file, out_file, top):
     time.sleep(0.5)
     dumps = sorted(f for f in os.listdir(os.path.dirname(out_file))
                    if f.startswith(os.path.basename(out_file) + "."))
-    total, rows = annotate(os.path.join(os.path.dirname(out_file), dumps[-1]),
-                           r["requests"], top)
+    total, rows, by_name = annotate(os.path.join(os.path.dirname(out_file), dumps[-1]),
+                                    r["requests"], top)
     print("%s: %d requests, %d errors; %.0f instructions a request"
           % (name, r["requests"], r["errors"], total / r["requests"]))
+    rest = total
+    for label, fns in PARTS:
+        n = sum(by_name.get(f, 0) for f in fns)
+        rest -= n
+        print("  %-50s %8.0f" % (label, n / r["requests"]))
+    print("  %-50s %8.0f" % ("the rest: the HTTP layer and libmicrohttpd", rest / r["requests"]))
+    print("  the most inclusive functions, per request:")
     for per, fn in rows:
         print("  %12.0f  %s" % (per, fn))
     return total / r["requests"]
