@@ -284,6 +284,7 @@ def create_keys(port, root, account, count):
     keys = []
     lock = threading.Lock()
     errors = []
+    retries = [0]
     per = [count // CREATE_THREADS + (1 if i < count % CREATE_THREADS else 0)
            for i in range(CREATE_THREADS)]
 
@@ -293,9 +294,17 @@ def create_keys(port, root, account, count):
         headers = {"Authorization": "Bearer " + root, "Content-Type": "application/json"}
         try:
             for _ in range(n):
-                conn.request("POST", "/v1/accounts/%s/keys" % account, body, headers)
-                resp = conn.getresponse()
-                data = resp.read()
+                # 503: the store was busy past its timeout (a loaded machine);
+                # nothing was created, so the same request is sent again.
+                for attempt in range(1, 21):
+                    conn.request("POST", "/v1/accounts/%s/keys" % account, body, headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    if resp.status != 503:
+                        break
+                    with lock:
+                        retries[0] += 1
+                    time.sleep(0.05 * attempt)
                 if resp.status != 201:
                     raise BenchError("create key: %d %r" % (resp.status, data[:200]))
                 secret = json.loads(data)["secret"]
@@ -313,6 +322,9 @@ def create_keys(port, root, account, count):
         t.join()
     if errors:
         raise BenchError("creating keys failed: %s" % errors[0])
+    if retries[0]:
+        print("setup: %d key creations answered 503 (store busy) and were sent again"
+              % retries[0], flush=True)
     return keys
 
 
