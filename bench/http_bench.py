@@ -24,8 +24,8 @@ stores     on the SQLite node and, when KEYWARD_TEST_STORE_URL names a
            scripts/pg.sh), on a PostgreSQL node with as many keys: verify of
            valid keys; of forged keys (well-formed, valid checksum, random
            secret, the real keys' prefix and environment: NOT_FOUND); and of
-           valid keys while another client creates and deletes
-           BENCH_CHURN_PER_S (20) keys a second in another account. Ratios:
+           valid keys while other connections create and delete
+           BENCH_CHURN_PER_S (20) keys a second in all, in another account. Ratios:
            PostgreSQL/SQLite, forged/valid and with/without writes per store,
            and, when /metrics has a counter of store queries
            (BENCH_STORE_QUERY_METRIC, else the first keyward_store_quer*
@@ -88,6 +88,7 @@ PARTS = os.environ.get("BENCH_HTTP_PARTS", "reference stores flood").split()
 CHURN_PER_S = float(os.environ.get("BENCH_CHURN_PER_S", "20"))
 QUERY_METRIC = os.environ.get("BENCH_STORE_QUERY_METRIC") or None
 CREATE_THREADS = 8
+CHURN_THREADS = 4
 START_TIMEOUT = 30
 FLOOD_CONNECTIONS = 8
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -506,19 +507,23 @@ def server_keys(server, mode):
 
 
 class Churn:
-    """Creates a key and deletes the oldest one left, CHURN_PER_S times a second
-    each, in the churn account of kw, while on."""
+    """CHURN_THREADS connections, each creating a key and deleting the oldest
+    one it made, CHURN_PER_S times a second in all, in the churn account of
+    kw, while on. Several connections, so that a slow write (a busy disk)
+    does not hold up the others."""
 
     def __init__(self, kw):
         self.kw = kw
         self.cond = threading.Condition()
         self.on = False
-        self.busy = False
+        self.busy = 0
         self.quit = False
         self.created = self.deleted = 0
         self.errors = []
-        self.thread = threading.Thread(target=self._work, daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._work, daemon=True)
+                        for _ in range(CHURN_THREADS)]
+        for t in self.threads:
+            t.start()
 
     def _work(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.kw.port, timeout=30)
@@ -526,44 +531,51 @@ class Churn:
                    "Content-Type": "application/json"}
         path = "/v1/accounts/%s/keys" % self.kw.churn_account
         live = []
-        period = 1.0 / CHURN_PER_S
+        period = CHURN_THREADS / CHURN_PER_S
+        busy = False
         try:
             while True:
                 with self.cond:
-                    self.busy = False
-                    self.cond.notify_all()
+                    if busy:
+                        self.busy -= 1
+                        busy = False
+                        self.cond.notify_all()
                     while not self.on and not self.quit:
                         self.cond.wait()
                     if self.quit:
                         return
-                    self.busy = True
+                    self.busy += 1
+                    busy = True
                 due = time.monotonic() + period
                 conn.request("POST", path, json.dumps({"name": "churn"}), headers)
                 resp = conn.getresponse()
                 data = resp.read()
-                if resp.status == 201:
-                    live.append(json.loads(data)["key"]["id"])
-                    self.created += 1
-                else:
-                    self.errors.append("create %d" % resp.status)
+                with self.cond:
+                    if resp.status == 201:
+                        live.append(json.loads(data)["key"]["id"])
+                        self.created += 1
+                    else:
+                        self.errors.append("create %d" % resp.status)
                 if len(live) > 1:
                     conn.request("DELETE", "%s/%s" % (path, live.pop(0)), None, headers)
                     resp = conn.getresponse()
                     resp.read()
-                    if resp.status == 204:
-                        self.deleted += 1
-                    else:
-                        self.errors.append("delete %d" % resp.status)
+                    with self.cond:
+                        if resp.status == 204:
+                            self.deleted += 1
+                        else:
+                            self.errors.append("delete %d" % resp.status)
                 pause = due - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
         except Exception as e:  # reported by the main thread
-            self.errors.append(repr(e))
+            with self.cond:
+                self.errors.append(repr(e))
         finally:
             conn.close()
             with self.cond:
-                self.busy = False
-                self.quit = True
+                if busy:
+                    self.busy -= 1
                 self.cond.notify_all()
 
     def start(self):
@@ -572,17 +584,18 @@ class Churn:
             self.cond.notify_all()
 
     def pause(self):
-        """Stops writing; returns once the last write has its answer."""
+        """Stops writing; returns once the last writes have their answers."""
         with self.cond:
             self.on = False
-            self.cond.wait_for(lambda: not self.busy, timeout=60)
+            self.cond.wait_for(lambda: self.busy == 0, timeout=60)
 
     def stop(self):
         with self.cond:
             self.on = False
             self.quit = True
             self.cond.notify_all()
-        self.thread.join(timeout=60)
+        for t in self.threads:
+            t.join(timeout=60)
 
 
 class SignInFlood:

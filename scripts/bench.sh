@@ -21,7 +21,7 @@
 #   BENCH_STORE_QUERY_METRIC               the /metrics counter of store queries (default:
 #                                          the first keyward_store_quer*_total, if any)
 #   BENCH_NO_POSTGRES=1                    leave the PostgreSQL node out
-#   BENCH_TIMEOUT (900)                    seconds the HTTP part may take in all
+#   BENCH_TIMEOUT (1200)                   seconds the HTTP part may take in all
 #   NGINX (/usr/sbin/nginx), WRK (wrk)     the reference server and the load generator
 set -eu
 build=${1:-build}
@@ -36,7 +36,7 @@ echo "== HTTP: keyward serve against nginx and a trivial libmicrohttpd handler, 
 # bounds the whole part.
 here=$(dirname "$0")
 if [ "${BENCH_NO_POSTGRES:-0}" = 1 ]; then
-	timeout -s TERM "${BENCH_TIMEOUT:-900}" python3 "$here/../bench/http_bench.py" "$build"
+	timeout -s TERM "${BENCH_TIMEOUT:-1200}" python3 "$here/../bench/http_bench.py" "$build"
 else
-	timeout -s TERM "${BENCH_TIMEOUT:-900}" "$here/pg.sh" python3 "$here/../bench/http_bench.py" "$build"
+	timeout -s TERM "${BENCH_TIMEOUT:-1200}" "$here/pg.sh" python3 "$here/../bench/http_bench.py" "$build"
 fi
