@@ -158,6 +158,28 @@ void kw_http_key_delete(kw_http_req *req)
 
 /* ---- verification ---- */
 
+/*
+ * The hot path: the answer is rendered without building a JSON tree, into
+ * the request itself, which outlives the response; an answer without a key
+ * is always the same, and made once (reply.c).
+ */
+static void reply_verified(kw_http_req *req, const kw_verify_result *result)
+{
+    if (result->code != KW_VERIFY_VALID && kw_http_reply_verify_shared(req, result->code))
+        return;
+    size_t len = kw_json_verify_text(result, req->reply_text, sizeof req->reply_text);
+    if (len) {
+        kw_http_reply_static(req, 200, "application/json", req->reply_text, len);
+        return;
+    }
+    char text[4096];
+    len = kw_json_verify_text(result, text, sizeof text);
+    if (len)
+        kw_http_reply_copy(req, 200, "application/json", text, len);
+    else
+        kw_http_reply_json(req, 200, kw_json_verify_result(result));
+}
+
 void kw_http_key_verify(kw_http_req *req)
 {
     static const kw_http_field fields[] = {
@@ -174,21 +196,7 @@ void kw_http_key_verify(kw_http_req *req)
     if (kw_service_key_verify(req->srv->svc, values[0].value, values[0].len, values[1].value,
                               &result, &err) == KW_OK) {
         kw_http_metrics_verify(req->srv->metrics, result.code);
-        /*
-         * The hot path: the answer is rendered without building a JSON
-         * tree, into the request itself, which outlives the response.
-         */
-        size_t len = kw_json_verify_text(&result, req->reply_text, sizeof req->reply_text);
-        if (len) {
-            kw_http_reply_static(req, 200, "application/json", req->reply_text, len);
-        } else {
-            char text[4096];
-            len = kw_json_verify_text(&result, text, sizeof text);
-            if (len)
-                kw_http_reply_copy(req, 200, "application/json", text, len);
-            else
-                kw_http_reply_json(req, 200, kw_json_verify_result(&result));
-        }
+        reply_verified(req, &result);
     } else {
         kw_http_reply_failure(req, &err);
     }

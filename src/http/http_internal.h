@@ -24,6 +24,7 @@
 
 #define KW_HTTP_MAX_PARAMS   2
 #define KW_HTTP_FLIGHT_SLOTS 8
+#define KW_HTTP_VERIFY_CODES 5 /* kw_verify_code values */
 
 typedef struct kw_http_req kw_http_req;
 typedef void (*kw_http_handler)(kw_http_req *req);
@@ -87,6 +88,13 @@ struct kw_http_server {
     struct kw_http_noise *noise;        /* rate-limits log lines about refused connections */
     struct kw_hashpool *hashpool;       /* password checks, off the server threads */
     struct kw_proxies *trusted_proxies; /* NULL: none */
+    /*
+     * Verifications that find no valid key always get the same answer:
+     * one response for each such code, made at start and shared by every
+     * request that gets it (reply.c). [KW_VERIFY_VALID] stays NULL.
+     */
+    struct MHD_Response *verify_shared[KW_HTTP_VERIFY_CODES];
+    char verify_text[KW_HTTP_VERIFY_CODES][64];
     char url[128];
     uint16_t port;
     struct {
@@ -120,7 +128,8 @@ struct kw_http_req {
     char actor[KW_ACTOR_BUFSZ]; /* who acts, for the audit log */
     unsigned status;
     struct MHD_Response *response;
-    bool deferred; /* kw_http_suspend'ed: the reply comes from another thread */
+    bool response_shared; /* response is one of the server's: never changed or destroyed here */
+    bool deferred;        /* kw_http_suspend'ed: the reply comes from another thread */
     /* Room for a short reply body that lives as long as the request (not copied). */
     char reply_text[320];
 };
@@ -162,6 +171,15 @@ void kw_http_reply_owned(kw_http_req *req, unsigned status, const char *content_
                          size_t len);
 /* Adds a header to the reply already made. */
 void kw_http_reply_header(kw_http_req *req, const char *name, const char *value);
+/* The headers every answer carries; server.c adds them when it sends a reply. */
+void kw_http_common_headers(struct MHD_Response *resp);
+/* Makes the shared verification answers (false: out of memory), and frees them. */
+bool kw_http_shared_replies_new(kw_http_server *srv);
+void kw_http_shared_replies_free(kw_http_server *srv);
+/* Replies 200 with the shared answer of code (not KW_VERIFY_VALID); false if there is none. */
+bool kw_http_reply_verify_shared(kw_http_req *req, kw_verify_code code);
+/* Gives req a response of its own in place of a shared one, to change it. */
+void kw_http_reply_unshare(kw_http_req *req);
 
 /* ---- body.c ---- */
 

@@ -281,7 +281,7 @@ static void free_request(kw_http_req *req)
         sodium_memzero(req->body, req->body_len);
         free(req->body);
     }
-    if (req->response)
+    if (req->response && !req->response_shared)
         MHD_destroy_response(req->response);
     if (req->path != req->path_buf)
         free(req->path);
@@ -291,15 +291,20 @@ static void free_request(kw_http_req *req)
 /* Queues the reply the handler left (500 if it left none), with the common headers. */
 static enum MHD_Result send_reply(kw_http_req *req)
 {
+    bool close = req->close_connection || atomic_load(&req->srv->draining);
+    if (req->response_shared) {
+        if (!close) /* it has the common headers already */
+            return MHD_queue_response(req->conn, req->status, req->response);
+        kw_http_reply_unshare(req);
+    }
     if (!req->response) {
         kw_http_reply_error(req, 500, "An internal error occurred.");
         if (!req->response)
             return MHD_NO; /* out of memory: drop the connection */
     }
     struct MHD_Response *resp = req->response;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (req->close_connection || atomic_load(&req->srv->draining))
+    kw_http_common_headers(resp);
+    if (close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return MHD_queue_response(req->conn, req->status, resp);
 }
@@ -789,6 +794,7 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *s)
 /* Frees what kw_http_start allocated besides the daemon and the gate, and srv. */
 static void free_parts(kw_http_server *srv)
 {
+    kw_http_shared_replies_free(srv);
     kw_http_metrics_free(srv->metrics);
     kw_accesslog_free(srv->log);
     kw_ratelimit_free(srv->signin_by_email);
@@ -866,7 +872,8 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     srv->hashpool = kw_hashpool_new(o->password_check_threads, o->password_check_queue,
                                     o->password_checks_per_s);
     if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log) || !srv->signin_by_email ||
-        !srv->signin_by_addr || !srv->conns || !srv->noise || !srv->hashpool) {
+        !srv->signin_by_addr || !srv->conns || !srv->noise || !srv->hashpool ||
+        !kw_http_shared_replies_new(srv)) {
         free_parts(srv);
         return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory.");
     }
