@@ -257,7 +257,11 @@ bool kw_http_read_values(kw_http_req *req, const kw_http_field *fields, kw_http_
     size_t count = 0;
     while (fields[count].name)
         count++;
-    if (count > KW_HTTP_MAX_FIELDS || !check_body(req))
+    if (count > KW_HTTP_MAX_FIELDS) { /* a route asking for more than the room here */
+        kw_http_reply_error(req, 500, "An internal error occurred.");
+        return false;
+    }
+    if (!check_body(req))
         return false;
     if (read_plain(req, fields, values, count))
         return true;
