@@ -5,7 +5,8 @@
 Starts `keyward serve --threads 1` (a fresh data dir, access log on, to a
 file) and/or bench's trivial_server under valgrind --tool=callgrind,
 creates PROFILE_KEYS (200) keys, zeroes the counters, runs wrk -t1 -c4
-with bench/http_verify.lua for PROFILE_SECONDS (10), dumps, and prints the
+with bench/http_verify.lua for PROFILE_SECONDS (10) on valid keys (or on
+forged ones: PROFILE_MODE=forged), dumps, and prints the
 instructions counted in the server's user space per answered request, then
 the functions that cost the most (inclusive, per request).
 
@@ -28,6 +29,7 @@ import http_bench  # noqa: E402
 
 KEYS = int(os.environ.get("PROFILE_KEYS", "200"))
 SECONDS = int(os.environ.get("PROFILE_SECONDS", "10"))
+MODE = os.environ.get("PROFILE_MODE", "verify")  # verify (valid keys) or forged
 SHAPE = (1, 4)
 CALLGRIND = ["valgrind", "--tool=callgrind", "--dump-instr=no", "--collect-jumps=no"]
 
@@ -68,9 +70,9 @@ PARTS = [("memory pool zeroed by libmicrohttpd", ["__memset_avx2_unaligned_erms"
 
 
 def measure(name, proc, port, keys_file, out_file, top):
-    http_bench.wrk(port, keys_file, "verify", 2, SHAPE)  # warm-up
+    http_bench.wrk(port, keys_file, MODE, 2, SHAPE)  # warm-up
     control(proc.pid, "-z")
-    r = http_bench.wrk(port, keys_file, "verify", SECONDS, SHAPE)
+    r = http_bench.wrk(port, keys_file, MODE, SECONDS, SHAPE)
     control(proc.pid, "-d")
     time.sleep(0.5)
     dumps = sorted(f for f in os.listdir(os.path.dirname(out_file))
@@ -108,7 +110,7 @@ def main():
                                                      os.path.join(out_dir, "callgrind.keyward")])
         procs.append(kw)
         http_bench.setup_keyward(kw, tmp)
-        keys_file = kw.keys_file
+        keys_file = kw.forged_file if MODE == "forged" else kw.keys_file
         if which in ("keyward", "both"):
             figures["keyward"] = measure("keyward", kw.proc, kw.port, keys_file,
                                          os.path.join(out_dir, "callgrind.keyward"), top)
