@@ -40,8 +40,9 @@ const char *kw_http_error_code(unsigned status)
 static void set_reply(kw_http_req *req, unsigned status, struct MHD_Response *resp,
                       const char *content_type)
 {
-    if (req->response)
+    if (req->response && !req->response_shared)
         MHD_destroy_response(req->response);
+    req->response_shared = false;
     req->response = resp;
     req->status = status;
     if (resp && content_type)
@@ -115,6 +116,76 @@ void kw_http_reply_owned(kw_http_req *req, unsigned status, const char *content_
 
 void kw_http_reply_header(kw_http_req *req, const char *name, const char *value)
 {
+    if (req->response_shared)
+        kw_http_reply_unshare(req);
     if (req->response)
         MHD_add_response_header(req->response, name, value);
+}
+
+void kw_http_common_headers(struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+}
+
+/* ---- shared answers ---- */
+
+/*
+ * libmicrohttpd counts the references to a response, so one response can
+ * be queued by any number of requests on any thread; it is freed when the
+ * server drops its own reference, after libmicrohttpd has stopped. That
+ * saves the allocations of a response and of its headers, which are most
+ * of what answering costs keyward once the verification is done (and
+ * answering keys that are not valid is what a client guessing keys costs).
+ */
+bool kw_http_shared_replies_new(kw_http_server *srv)
+{
+    for (unsigned c = 0; c < KW_HTTP_VERIFY_CODES; c++) {
+        if (c == KW_VERIFY_VALID)
+            continue;
+        kw_verify_result r;
+        memset(&r, 0, sizeof r);
+        r.code = (kw_verify_code)c;
+        size_t len = kw_json_verify_text(&r, srv->verify_text[c], sizeof srv->verify_text[c]);
+        struct MHD_Response *resp =
+            len ? MHD_create_response_from_buffer(len, srv->verify_text[c], MHD_RESPMEM_PERSISTENT)
+                : NULL;
+        if (!resp || MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                             "application/json") != MHD_YES) {
+            if (resp)
+                MHD_destroy_response(resp);
+            return false;
+        }
+        kw_http_common_headers(resp);
+        srv->verify_shared[c] = resp;
+    }
+    return true;
+}
+
+void kw_http_shared_replies_free(kw_http_server *srv)
+{
+    for (unsigned c = 0; c < KW_HTTP_VERIFY_CODES; c++) {
+        if (srv->verify_shared[c])
+            MHD_destroy_response(srv->verify_shared[c]);
+        srv->verify_shared[c] = NULL;
+    }
+}
+
+bool kw_http_reply_verify_shared(kw_http_req *req, kw_verify_code code)
+{
+    if ((unsigned)code >= KW_HTTP_VERIFY_CODES || !req->srv->verify_shared[code])
+        return false;
+    set_reply(req, 200, NULL, NULL);
+    req->response = req->srv->verify_shared[code];
+    req->response_shared = true;
+    return true;
+}
+
+void kw_http_reply_unshare(kw_http_req *req)
+{
+    const kw_http_server *srv = req->srv;
+    for (unsigned c = 0; c < KW_HTTP_VERIFY_CODES; c++)
+        if (req->response_shared && req->response == srv->verify_shared[c])
+            kw_http_reply_static(req, req->status, "application/json", srv->verify_text[c],
+                                 strlen(srv->verify_text[c]));
 }
