@@ -27,9 +27,8 @@ stores     on the SQLite node and, when KEYWARD_TEST_STORE_URL names a
            valid keys while other connections create and delete
            BENCH_CHURN_PER_S (20) keys a second in all, in another account. Ratios:
            PostgreSQL/SQLite, forged/valid and with/without writes per store,
-           and, when /metrics has a counter of store queries
-           (BENCH_STORE_QUERY_METRIC, else the first keyward_store_quer*
-           counter), store queries per forged key.
+           and store queries per forged key (the /metrics counter
+           BENCH_STORE_QUERY_METRIC, keyward_verify_store_lookups_total).
 flood      on the SQLite node, verify rounds with and without a flood of
            failed console sign-ins (FLOOD_CONNECTIONS connections, each from
            a random 127.0.0.0/8 address for a random email), ABBA.
@@ -53,7 +52,7 @@ Settings (environment): BENCH_HTTP_KEYS (10000), BENCH_HTTP_SECONDS (5) per
 round of the reference part, BENCH_HTTP_EXTRA_SECONDS (3) per round of the
 other parts, BENCH_HTTP_ROUNDS (3), BENCH_HTTP_SHAPES ("1x32 2x64"),
 BENCH_HTTP_PARTS ("reference stores flood"; add "extra"), BENCH_CHURN_PER_S
-(20), BENCH_STORE_QUERY_METRIC (auto), NGINX (/usr/sbin/nginx), WRK (wrk).
+(20), BENCH_STORE_QUERY_METRIC (keyward_verify_store_lookups_total), NGINX (/usr/sbin/nginx), WRK (wrk).
 """
 
 import http.client
@@ -86,7 +85,7 @@ SHAPES = [tuple(int(x) for x in s.split("x"))
           for s in os.environ.get("BENCH_HTTP_SHAPES", "1x32 2x64").split()]
 PARTS = os.environ.get("BENCH_HTTP_PARTS", "reference stores flood").split()
 CHURN_PER_S = float(os.environ.get("BENCH_CHURN_PER_S", "20"))
-QUERY_METRIC = os.environ.get("BENCH_STORE_QUERY_METRIC") or None
+QUERY_METRIC = os.environ.get("BENCH_STORE_QUERY_METRIC") or "keyward_verify_store_lookups_total"
 CREATE_THREADS = 8
 CHURN_THREADS = 4
 START_TIMEOUT = 30

@@ -19,7 +19,7 @@
 #   BENCH_CHURN_PER_S (20)                 keys created and deleted a second during the
 #                                          verification-under-writes rounds
 #   BENCH_STORE_QUERY_METRIC               the /metrics counter of store queries (default:
-#                                          the first keyward_store_quer*_total, if any)
+#                                          keyward_verify_store_lookups_total)
 #   BENCH_NO_POSTGRES=1                    leave the PostgreSQL node out
 #   BENCH_TIMEOUT (1200)                   seconds the HTTP part may take in all
 #   NGINX (/usr/sbin/nginx), WRK (wrk)     the reference server and the load generator
