@@ -4,7 +4,9 @@
 #                       (LISTEN=127.0.0.1:8080, DATA_DIR=./var)
 #   make test           every test, plain and under AddressSanitizer + UBSan
 #   make test-sanitize  only the sanitizer run
-#   make bench          benchmarks, as ratios against a reference measured in the same run
+#   make bench          benchmarks, as ratios against references measured in the same run:
+#                       nginx and a trivial libmicrohttpd handler, SQLite and PostgreSQL
+#                       (a few minutes; settings in scripts/bench.sh, docs/benchmarks.md)
 #   make soak           mixed load on the ASan + UBSan build, watching its RSS, descriptors
 #                       and threads (SOAK_SECONDS, 600; not part of make test)
 #   make lint           clang-format check, cppcheck, clang-tidy

@@ -33,7 +33,7 @@ static void check_key(const char *s, size_t n)
     if (parts.prefix_len + 1 + parts.environment_len + 1 + 49 != n ||
         !kw_keyfmt_environment_valid(parts.environment, parts.environment_len))
         abort();
-    char masked[48];
+    char masked[KW_MASKED_BUFSZ];
     kw_keyfmt_mask(s, n, masked);
     if (strlen(masked) >= sizeof masked || strcmp(masked, "invalid") == 0)
         abort();

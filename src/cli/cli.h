@@ -10,6 +10,11 @@
 #ifndef KW_CLI_H
 #define KW_CLI_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE) ||              \
+    defined(KW_LAYER_HTTP)
+#error "cli/cli.h is in the cli layer, which no library may include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -17,10 +22,8 @@
 
 #include "core/service.h"
 
-#define KW_CLI_EXIT_OK    0
-#define KW_CLI_EXIT_FAIL  1    /* a refused request */
-#define KW_CLI_EXIT_USAGE 2    /* wrong usage */
-#define KW_CLI_RUN        (-1) /* kw_cli_parse: go on and run the command */
+/* The exit codes, KW_CLI_EXIT_OK, _FAIL and _USAGE, are in core/status.h. */
+#define KW_CLI_RUN (-1) /* kw_cli_parse: go on and run the command */
 
 /* The settings, in the order of the table in config.c. */
 typedef enum {
@@ -32,6 +35,7 @@ typedef enum {
     KW_CLI_MAX_KEYS,
     KW_CLI_LAST_USED_INTERVAL,
     KW_CLI_VERIFY_CACHE,
+    KW_CLI_NODE_LEASE,
     KW_CLI_SESSION_IDLE,
     KW_CLI_SESSION_ABSOLUTE,
     /* serve's own settings */
@@ -58,6 +62,7 @@ typedef struct {
     const char *flag[KW_CLI_SETTING_COUNT]; /* as given on the command line, or NULL */
     char *file[KW_CLI_SETTING_COUNT];       /* as read from the config file (owned), or NULL */
     bool json;                              /* --json: print one JSON document */
+    bool node;                              /* the command serves verifications (kw_config.node) */
     char *pepper;  /* KEYWARD_PEPPER, taken out of the environment at start; wiped */
     kw_config cfg; /* filled by kw_cli_open; points into the strings above */
 } kw_cli;
@@ -143,13 +148,13 @@ bool kw_cli_parse_int(const char *s, long min, long max, long *out);
 
 /* output.c */
 
-/* The one mapping from kw_status to exit code: KW_OK 0, anything else 1. */
-int kw_cli_exit_code(kw_status status);
-
 /* Prints "keyward: <message>" to stderr. */
 void kw_cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prints err's message (never a secret) to stderr; returns its exit code. */
+/*
+ * Prints err's message (never a secret) to stderr; returns the exit code of
+ * its status (core/status.h), KW_OK counting as an internal error.
+ */
 int kw_cli_fail(const kw_error *err);
 
 /*

@@ -45,13 +45,17 @@ int kw_cli_audit_list(kw_cli *cli, int argc, char **argv)
     if (rc != KW_CLI_RUN)
         return rc;
     long limit = 50;
-    if (limit_text && !kw_cli_parse_int(limit_text, 1, 10000, &limit))
-        return kw_cli_usage_error(&spec, "--limit must be an integer from 1 to 10000");
+    kw_error err;
+    /* A bad value is bad input (exit 1), as for --expires-at; wrong usage
+     * (exit 2) is an unknown option or a missing one (docs/operations.md). */
+    if (limit_text && !kw_cli_parse_int(limit_text, 1, 10000, &limit)) {
+        kw_error_set(&err, KW_ERR_INVALID, "--limit must be an integer from 1 to 10000");
+        return kw_cli_fail(&err);
+    }
     kw_service *svc;
     if ((rc = kw_cli_open(cli, &svc)) != KW_CLI_EXIT_OK)
         return rc;
     kw_audit_list list = {0};
-    kw_error err;
     if (kw_service_audit_list(svc, account, (size_t)limit, &list, &err) != KW_OK) {
         rc = kw_cli_fail(&err);
     } else {

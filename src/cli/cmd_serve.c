@@ -183,6 +183,8 @@ int kw_cli_serve(kw_cli *cli, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     kw_service *svc;
+    /* This process answers verifications: it keeps every key in memory. */
+    cli->node = true;
     int rc = kw_cli_begin(cli, &spec, argc, argv, &svc);
     if (rc != KW_CLI_RUN)
         return rc;

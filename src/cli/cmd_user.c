@@ -12,8 +12,6 @@
 #include "cli/cli.h"
 #include "core/json.h"
 
-#define PASSWORD_MAX 1024
-
 static const char *const user_fields[] = {"id", "email", "account_id", "created_at", NULL};
 
 /*
@@ -66,7 +64,7 @@ int kw_cli_user_add(kw_cli *cli, int argc, char **argv)
     if (rc != KW_CLI_RUN)
         return rc;
 
-    char password[PASSWORD_MAX + 3]; /* the password, "\r\n" and a NUL */
+    char password[KW_PASSWORD_MAX + 3]; /* the password, "\r\n" and a NUL */
     size_t len = 0;
     kw_error err;
     kw_status st = KW_OK;

@@ -31,7 +31,8 @@ static const struct setting {
     [KW_CLI_LAST_USED_INTERVAL] = {"last_used_interval_ms", "KEYWARD_LAST_USED_INTERVAL_MS", NULL,
                                    10, 3600000},
     [KW_CLI_VERIFY_CACHE] = {"verify_cache_entries", "KEYWARD_VERIFY_CACHE_ENTRIES", NULL, 0,
-                             16777216},
+                             67108864},
+    [KW_CLI_NODE_LEASE] = {"node_lease_ms", "KEYWARD_NODE_LEASE_MS", NULL, 100, 60000},
     [KW_CLI_SESSION_IDLE] = {"session_idle_s", "KEYWARD_SESSION_IDLE_S", NULL, 60, 604800},
     [KW_CLI_SESSION_ABSOLUTE] = {"session_absolute_s", "KEYWARD_SESSION_ABSOLUTE_S", NULL, 60,
                                  2592000},
@@ -227,6 +228,7 @@ int kw_cli_resolve(kw_cli *cli)
         [KW_CLI_MAX_KEYS] = &cfg->max_keys_per_account,
         [KW_CLI_LAST_USED_INTERVAL] = &cfg->last_used_interval_ms,
         [KW_CLI_VERIFY_CACHE] = &cfg->verify_cache_entries,
+        [KW_CLI_NODE_LEASE] = &cfg->node_lease_ms,
         [KW_CLI_SESSION_IDLE] = &cfg->session_idle_s,
         [KW_CLI_SESSION_ABSOLUTE] = &cfg->session_absolute_s,
     };
@@ -246,6 +248,7 @@ int kw_cli_resolve(kw_cli *cli)
             *ints[i] = (int)n;
     }
     cfg->pepper = cli->pepper;
+    cfg->node = cli->node;
     return KW_CLI_EXIT_OK;
 }
 

@@ -11,10 +11,6 @@
 #include "cli/cli.h"
 #include "core/json.h"
 
-#ifndef KW_VERSION
-#define KW_VERSION "0.1.0"
-#endif
-
 /* Longer words are never echoed in messages: a key is at least 54 characters. */
 #define ECHO_MAX 40
 

@@ -1,8 +1,9 @@
 /*
  * output.c - how the CLI talks to the terminal: JSON documents, human
  * "field: value" blocks and tables drawn from the same JSON objects, error
- * sentences, the status-to-exit-code mapping, and secrets in and out
- * through read(2)/write(2) so that stdio never holds a copy.
+ * sentences (with the exit code core/status.c gives their status), and
+ * secrets in and out through read(2)/write(2) so that stdio never holds a
+ * copy.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -17,11 +18,6 @@
 
 #include "cli/cli.h"
 
-int kw_cli_exit_code(kw_status status)
-{
-    return status == KW_OK ? KW_CLI_EXIT_OK : KW_CLI_EXIT_FAIL;
-}
-
 void kw_cli_errorf(const char *fmt, ...)
 {
     char msg[512];
@@ -35,7 +31,7 @@ void kw_cli_errorf(const char *fmt, ...)
 int kw_cli_fail(const kw_error *err)
 {
     kw_cli_errorf("%s", err->message[0] ? err->message : kw_status_text(err->status));
-    return kw_cli_exit_code(err->status == KW_OK ? KW_ERR_INTERNAL : err->status);
+    return kw_status_exit_code(err->status == KW_OK ? KW_ERR_INTERNAL : err->status);
 }
 
 /* Writes all n bytes to fd. Returns 0, or -1 on error. */

@@ -21,8 +21,6 @@ void kw_json_init(void);
 /* Frees (and wipes) a string returned by json_dumps once kw_json_init has run. */
 void kw_json_free(void *p);
 
-/* An RFC 3339 UTC string, or JSON null for KW_TIME_NONE (an absent time). */
-json_t *kw_json_time(int64_t t);
 json_t *kw_json_account(const kw_account *a);
 json_t *kw_json_key(const kw_key *k);
 json_t *kw_json_root_key(const kw_root_key *rk);

@@ -14,6 +14,11 @@
 
 #define TAIL_CHARS (KW_SECRET_CHARS + KW_CHECKSUM_CHARS)
 
+/* The longest masked form: prefix, "_", environment, "_", 4 characters, "…"
+ * (3 bytes of UTF-8), 4 characters and a NUL. */
+_Static_assert(KW_PREFIX_MAX + 1 + KW_ENV_MAX + 1 + 4 + 3 + 4 + 1 <= KW_MASKED_BUFSZ,
+               "KW_MASKED_BUFSZ cannot hold every masked key");
+
 /* [a-z][a-z0-9]{min-1,max-1}: the shape shared by prefixes and environments. */
 static bool label_valid(const char *s, size_t len, size_t min, size_t max)
 {
@@ -32,7 +37,7 @@ bool kw_keyfmt_prefix_valid(const char *s)
 
 bool kw_keyfmt_environment_valid(const char *s, size_t len)
 {
-    return s && label_valid(s, len, 1, 16);
+    return s && label_valid(s, len, 1, KW_ENV_MAX);
 }
 
 static void checksum(const char *key, size_t len, char out[KW_CHECKSUM_CHARS])
@@ -73,7 +78,8 @@ bool kw_keyfmt_parse(const char *key, size_t len, const char *expected_prefix,
     if (!us2 || end - (us2 + 1) != TAIL_CHARS)
         return false;
     size_t prefix_len = (size_t)(us1 - key), env_len = (size_t)(us2 - env);
-    if (!label_valid(key, prefix_len, 2, KW_PREFIX_MAX) || !label_valid(env, env_len, 1, 16))
+    if (!label_valid(key, prefix_len, 2, KW_PREFIX_MAX) ||
+        !label_valid(env, env_len, 1, KW_ENV_MAX))
         return false;
     if (expected_prefix &&
         (strlen(expected_prefix) != prefix_len || memcmp(key, expected_prefix, prefix_len) != 0))
@@ -95,14 +101,14 @@ bool kw_keyfmt_parse(const char *key, size_t len, const char *expected_prefix,
     return true;
 }
 
-void kw_keyfmt_mask(const char *key, size_t len, char out[48])
+void kw_keyfmt_mask(const char *key, size_t len, char out[KW_MASKED_BUFSZ])
 {
     kw_keyfmt_parts p;
     if (!kw_keyfmt_parse(key, len, NULL, &p)) {
-        snprintf(out, 48, "invalid");
+        snprintf(out, KW_MASKED_BUFSZ, "invalid");
         return;
     }
     const char *secret = p.environment + p.environment_len + 1;
-    snprintf(out, 48, "%.*s_%.*s_%.4s\xe2\x80\xa6%.4s", (int)p.prefix_len, p.prefix,
+    snprintf(out, KW_MASKED_BUFSZ, "%.*s_%.*s_%.4s\xe2\x80\xa6%.4s", (int)p.prefix_len, p.prefix,
              (int)p.environment_len, p.environment, secret, key + len - 4);
 }

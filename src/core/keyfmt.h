@@ -2,7 +2,8 @@
  * keyfmt.h - the key format: {prefix}_{environment}_{secret}{checksum}.
  *
  * prefix       [a-z][a-z0-9]{1,9}, deployment-wide ("kw")
- * environment  [a-z][a-z0-9]{0,15} ("production"); root keys use "root"
+ * environment  [a-z][a-z0-9]{0,15} ("production"; KW_ENV_MAX characters at
+ *              most); root keys use "root"
  * secret       32 CSPRNG bytes, base62, fixed width 43
  * checksum     CRC-32 of everything before it, base62, fixed width 6
  *
@@ -15,11 +16,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/model.h"
+
 #define KW_PREFIX_MAX       10
 #define KW_SECRET_BYTES     32
 #define KW_SECRET_CHARS     43
 #define KW_CHECKSUM_CHARS   6
-#define KW_KEY_MAX          (KW_PREFIX_MAX + 1 + 16 + 1 + KW_SECRET_CHARS + KW_CHECKSUM_CHARS)
+#define KW_KEY_MAX          (KW_PREFIX_MAX + 1 + KW_ENV_MAX + 1 + KW_SECRET_CHARS + KW_CHECKSUM_CHARS)
 #define KW_KEY_BUFSZ        (KW_KEY_MAX + 1)
 #define KW_ROOT_ENVIRONMENT "root"
 
@@ -54,6 +57,6 @@ bool kw_keyfmt_parse(const char *key, size_t len, const char *expected_prefix,
  * The masked form of a parsed key, {prefix}_{environment}_{first 4}…{last 4}:
  * enough to recognise a key, never enough to use it.
  */
-void kw_keyfmt_mask(const char *key, size_t len, char out[48]);
+void kw_keyfmt_mask(const char *key, size_t len, char out[KW_MASKED_BUFSZ]);
 
 #endif

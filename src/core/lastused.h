@@ -10,10 +10,14 @@
 #ifndef KW_LASTUSED_H
 #define KW_LASTUSED_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/lastused.h is in the service layer, which core and store must not include"
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/store.h"
+#include "core/model.h"
 
 typedef struct kw_lastused kw_lastused;
 

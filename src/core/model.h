@@ -84,6 +84,15 @@ typedef struct {
     char key_name[KW_NAME_BUFSZ];
 } kw_audit_entry;
 
+/*
+ * One pending last-used time: the newest verification of an id. The
+ * service collects them (core/lastused.h) and the store writes them.
+ */
+typedef struct {
+    char id[KW_ID_BUFSZ]; /* "key_…" or "rk_…" */
+    int64_t at;
+} kw_touch;
+
 typedef struct {
     kw_account *items;
     size_t count;

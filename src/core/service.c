@@ -26,7 +26,8 @@ void kw_config_defaults(kw_config *cfg)
     cfg->key_prefix = "kw";
     cfg->max_keys_per_account = 25;
     cfg->last_used_interval_ms = 5000;
-    cfg->verify_cache_entries = 16384;
+    cfg->verify_cache_entries = 4194304;
+    cfg->node_lease_ms = 2000;
     cfg->session_idle_s = 1800;
     cfg->session_absolute_s = 43200;
 }
@@ -64,10 +65,26 @@ kw_status kw_service_store_error(kw_status st, const char *what, kw_error *err)
 /* Writes pending last-used times; on failure puts them back for next time. */
 kw_status kw_service_flush_last_used(kw_service *svc)
 {
-    kw_touch *items;
+    kw_touch *items, *indexed;
     size_t n = kw_lastused_take(svc->lastused, &items);
-    if (n == 0)
+    size_t m = kw_keysync_take_used(svc->sync, &indexed);
+    if (m > 0) {
+        kw_touch *all = realloc(items, (n + m) * sizeof *all);
+        if (all) {
+            memcpy(all + n, indexed, m * sizeof *indexed);
+            items = all;
+            n += m;
+        } else {
+            /* Kept for the next flush rather than lost. */
+            for (size_t i = 0; i < m; i++)
+                kw_lastused_note(svc->lastused, indexed[i].id, indexed[i].at);
+        }
+    }
+    free(indexed);
+    if (n == 0) {
+        free(items);
         return KW_OK;
+    }
     kw_status st = svc->store->ops->touch(svc->store, items, n);
     if (st != KW_OK)
         for (size_t i = 0; i < n; i++)
@@ -92,6 +109,7 @@ static void *on_flush_timer(void *arg)
             break;
         pthread_mutex_unlock(&svc->mu);
         kw_service_flush_last_used(svc);
+        kw_keysync_maintain(svc->sync);
         pthread_mutex_lock(&svc->mu);
     }
     pthread_mutex_unlock(&svc->mu);
@@ -110,6 +128,9 @@ static kw_status check_config(const kw_config *cfg, kw_error *err)
     if (cfg->last_used_interval_ms < 10 || cfg->last_used_interval_ms > 3600000)
         return kw_error_set(err, KW_ERR_INVALID,
                             "last-used interval must be between 10 ms and one hour.");
+    if (cfg->node_lease_ms < 100 || cfg->node_lease_ms > 60000)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "node lease must be between 100 ms and one minute.");
     if (!cfg->data_dir && (!cfg->store_url || (!cfg->pepper_file && !cfg->pepper)))
         return kw_error_set(err, KW_ERR_INVALID, "a data directory is required.");
     return KW_OK;
@@ -227,11 +248,17 @@ kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err)
     pthread_condattr_destroy(&ca);
 
     svc->lastused = kw_lastused_new();
-    if (cfg->verify_cache_entries > 0)
-        svc->cache = kw_keycache_new((size_t)cfg->verify_cache_entries);
-    st = svc->lastused && (svc->cache || cfg->verify_cache_entries <= 0)
-             ? open_parts(svc, cfg, err)
-             : kw_error_set(err, KW_ERR_INTERNAL, "out of memory.");
+    st = svc->lastused ? open_parts(svc, cfg, err)
+                       : kw_error_set(err, KW_ERR_INTERNAL, "out of memory.");
+    if (st == KW_OK) {
+        kw_keysync_config sc = {
+            .index = cfg->node && cfg->verify_cache_entries > 0,
+            .max_keys = cfg->verify_cache_entries > 0 ? (size_t)cfg->verify_cache_entries : 0,
+            .lease_ms = cfg->node_lease_ms,
+            .clock = cfg->clock,
+        };
+        st = kw_keysync_open(svc->store, &sc, &svc->sync, err);
+    }
     if (st == KW_OK) {
         if (pthread_create(&svc->flusher, NULL, on_flush_timer, svc) == 0)
             svc->flusher_running = true;
@@ -259,14 +286,39 @@ void kw_service_close(kw_service *svc)
     }
     if (svc->store && svc->lastused)
         kw_service_flush_last_used(svc);
+    kw_keysync_close(svc->sync);
     if (svc->store)
         svc->store->ops->close(svc->store);
     kw_lastused_free(svc->lastused);
-    kw_keycache_free(svc->cache);
     kw_pepper_free(svc->pepper);
     pthread_cond_destroy(&svc->cv);
     pthread_mutex_destroy(&svc->mu);
     free(svc);
+}
+
+void kw_service_index_stats(kw_service *svc, kw_index_stats *out)
+{
+    kw_keysync_stats ks;
+    kw_keysync_stats_get(svc->sync, &ks);
+    *out = (kw_index_stats){
+        .index = ks.index,
+        .leases = ks.leases,
+        .ready = ks.ready,
+        .overflow = ks.overflow,
+        .lease_held = ks.lease_held,
+        .lease_remaining_ms = ks.lease_remaining_ms,
+        .entries = ks.entries,
+        .bytes = ks.bytes,
+        .hits = ks.hits,
+        .misses = ks.misses,
+        .store_lookups = atomic_load(&svc->store_lookups),
+        .invalidations = ks.invalidations,
+        .reloads = ks.reloads,
+        .renewals = ks.renewals,
+        .applied = ks.applied,
+        .head = ks.head,
+        .caught_up_ms_ago = ks.caught_up_ms_ago,
+    };
 }
 
 int kw_service_schema_version(const kw_service *svc)
@@ -376,18 +428,23 @@ kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *
     out->last_used_at = KW_TIME_NONE;
     out->expires_at = expires_at;
     kw_audit au = {now, actor, "key.create"};
+    int64_t seq = 0;
     /* A hash collision is astronomically unlikely; one retry with a fresh
      * secret turns even that into a success. */
     for (int attempt = 0; attempt < 2; attempt++) {
         uint8_t hash[KW_HASH_BYTES];
         uint32_t version = kw_service_mint(svc, environment, secret, out->masked, hash);
         kw_id_new("key", out->id);
-        st = svc->store->ops->key_insert(svc->store, out, hash, version, svc->max_keys, now, &au);
+        st = svc->store->ops->key_insert(svc->store, out, hash, version, svc->max_keys, now, &au,
+                                         &seq);
         if (st != KW_ERR_CONFLICT)
             break;
     }
-    if (st == KW_OK)
+    if (st == KW_OK) {
+        /* The key verifies on every node once this returns. */
+        kw_keysync_settle(svc->sync, seq);
         return KW_OK;
+    }
     sodium_memzero(secret, KW_KEY_BUFSZ);
     switch (st) {
     case KW_ERR_LIMIT:
@@ -440,11 +497,11 @@ kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *
     if (st != KW_OK)
         return st;
     kw_audit au = {kw_service_now(svc), actor, "key.delete"};
-    st = svc->store->ops->key_delete(svc->store, account_id, key_id, &au);
-    /* The commit changed the store's token already; ending the epoch here
-     * does not depend on that. */
-    if (st == KW_OK && svc->cache)
-        kw_keycache_invalidate(svc->cache);
+    int64_t seq = 0;
+    st = svc->store->ops->key_delete(svc->store, account_id, key_id, &au, &seq);
+    /* No node answers from memory without the delete once this returns. */
+    if (st == KW_OK)
+        kw_keysync_settle(svc->sync, seq);
     if (st == KW_ERR_NOT_FOUND)
         return kw_error_set(err, st, "Key not found.");
     return st == KW_OK ? KW_OK : kw_service_store_error(st, "deleting the key", err);
@@ -468,27 +525,27 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
     if (parts.environment_len == sizeof KW_ROOT_ENVIRONMENT - 1 &&
         memcmp(parts.environment, KW_ROOT_ENVIRONMENT, parts.environment_len) == 0)
         return KW_OK;
-    /* Verifications are served from memory while the store reports no
-     * commit since they were read (core/keycache.h). */
-    int64_t now = kw_service_now(svc);
-    uint64_t token = 0;
-    bool cached = svc->cache && svc->store->ops->change_token &&
-                  svc->store->ops->change_token(svc->store, &token) == KW_OK;
-    uint64_t epoch = cached ? kw_keycache_sync(svc->cache, token) : 0;
     /* The current pepper first; older versions only for keys made before a
-     * rotation, so the common case costs one HMAC and one lookup. */
+     * rotation, so the common case costs one HMAC and one lookup in memory
+     * (core/keysync.h), or in the store when memory may not answer. */
+    int64_t now = kw_service_now(svc);
     kw_status st = KW_ERR_NOT_FOUND;
+    uint8_t found_hash[KW_HASH_BYTES];
+    uint32_t found_version = 0;
+    bool from_index = false;
     for (size_t i = 0; i < kw_pepper_count(svc->pepper) && st == KW_ERR_NOT_FOUND; i++) {
         uint8_t hash[KW_HASH_BYTES];
+        uint32_t version = kw_pepper_version(svc->pepper, i);
         kw_pepper_hash(svc->pepper, i, key, len, hash);
-        if (cached && kw_keycache_get(svc->cache, hash, epoch, now, &out->key)) {
-            st = KW_OK;
-            break;
+        st = kw_keysync_lookup(svc->sync, hash, version, &out->key);
+        if (st == KW_OK) {
+            memcpy(found_hash, hash, sizeof found_hash);
+            found_version = version;
+            from_index = true;
+        } else if (st == KW_ERR_UNAVAILABLE) {
+            atomic_fetch_add(&svc->store_lookups, 1);
+            st = svc->store->ops->key_find(svc->store, hash, version, &out->key);
         }
-        st = svc->store->ops->key_find(svc->store, hash, kw_pepper_version(svc->pepper, i),
-                                       &out->key);
-        if (st == KW_OK && cached)
-            kw_keycache_put(svc->cache, hash, epoch, now, &out->key);
     }
     if (st == KW_ERR_NOT_FOUND) {
         memset(&out->key, 0, sizeof out->key);
@@ -508,6 +565,9 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
         memset(&out->key, 0, sizeof out->key);
         return KW_OK;
     }
-    kw_lastused_note(svc->lastused, out->key.id, now);
+    /* A key the index answered for keeps its last-used time in its entry,
+     * which the lookup has just read; the others go to the table. */
+    if (!from_index || !kw_keysync_mark_used(svc->sync, found_hash, found_version, now))
+        kw_lastused_note(svc->lastused, out->key.id, now);
     return KW_OK;
 }

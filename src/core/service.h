@@ -12,6 +12,10 @@
 #ifndef KW_SERVICE_H
 #define KW_SERVICE_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/service.h is in the service layer, which core and store must not include"
+#endif
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,7 +36,13 @@ typedef struct {
     const char *key_prefix;    /* "kw" */
     int max_keys_per_account;  /* 25 */
     int last_used_interval_ms; /* how often pending last-used times are written; 5000 */
-    int verify_cache_entries;  /* keys kept in memory for verification; 0: none; 16384 */
+    int verify_cache_entries;  /* the most keys kept in memory for verification; 0: none;
+                                  4194304 (see node) */
+    bool node;                 /* this process serves verifications: keep every key in
+                                  memory (core/keysync.h); false for one-off commands */
+    int node_lease_ms;         /* multi-node stores: how long a node may answer from memory
+                                  without renewing its lease, the bound on a change's wait
+                                  for a silent node; 2000 */
     int session_idle_s;        /* a console session ends after this long unused; 1800 */
     int session_absolute_s;    /* and after this long in any case; 43200 */
     int64_t (*clock)(void);    /* Unix seconds; NULL: the system clock (tests set it) */
@@ -60,6 +70,29 @@ kw_status kw_config_resolve_paths(const kw_config *cfg, kw_config_paths *paths, 
  * On success *out is owned by the caller (kw_service_close).
  */
 kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err);
+
+/* What the service's verification index does (for /metrics; see core/keysync.h). */
+typedef struct {
+    bool index;    /* keys are kept in memory */
+    bool leases;   /* multi-node store: answers from memory need a lease */
+    bool ready;    /* the index holds every key and may answer */
+    bool overflow; /* the store holds more than verify_cache_entries keys */
+    bool lease_held;
+    int64_t lease_remaining_ms;
+    uint64_t entries;
+    uint64_t bytes;
+    uint64_t hits;          /* verification lookups answered from memory */
+    uint64_t misses;        /* ... left to the store */
+    uint64_t store_lookups; /* key lookups the store answered for verifications */
+    uint64_t invalidations; /* feed changes applied to the index */
+    uint64_t reloads;
+    uint64_t renewals;
+    int64_t applied;          /* change-feed position applied */
+    int64_t head;             /* newest change-feed position seen */
+    int64_t caught_up_ms_ago; /* -1: never */
+} kw_index_stats;
+
+void kw_service_index_stats(kw_service *svc, kw_index_stats *out);
 
 /* Writes pending last-used times, closes the store and wipes the pepper. */
 void kw_service_close(kw_service *svc);
@@ -118,9 +151,13 @@ kw_status kw_service_root_key_delete(kw_service *svc, const char *actor, const c
 kw_status kw_service_root_key_authenticate(kw_service *svc, const char *key, size_t len,
                                            kw_root_key *out, kw_error *err);
 
+/* The bounds of a console user's password, in bytes. */
+#define KW_PASSWORD_MIN 12
+#define KW_PASSWORD_MAX 1024
+
 /*
- * Adds a console user. The password (len bytes, 12 to 1024) is hashed with
- * argon2id; the caller wipes its copy.
+ * Adds a console user. The password (len bytes, KW_PASSWORD_MIN to
+ * KW_PASSWORD_MAX) is hashed with argon2id; the caller wipes its copy.
  */
 kw_status kw_service_user_add(kw_service *svc, const char *actor, const char *account_id,
                               const char *email, const char *password, size_t len, kw_user *out,

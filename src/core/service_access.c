@@ -13,9 +13,6 @@
 #include "core/keyfmt.h"
 #include "core/validate.h"
 
-#define PASSWORD_MIN 12
-#define PASSWORD_MAX 1024
-
 kw_status kw_service_root_key_create(kw_service *svc, const char *actor, const char *name,
                                      kw_root_key *out, char secret[KW_KEY_BUFSZ], kw_error *err)
 {
@@ -93,10 +90,10 @@ kw_status kw_service_user_add(kw_service *svc, const char *actor, const char *ac
     kw_status st = kw_validate_email(email, out->email, err);
     if (st != KW_OK)
         return st;
-    if (len < PASSWORD_MIN || len > PASSWORD_MAX || memchr(password, '\0', len))
+    if (len < KW_PASSWORD_MIN || len > KW_PASSWORD_MAX || memchr(password, '\0', len))
         return kw_error_set(err, KW_ERR_INVALID,
                             "password must be %d to %d characters long, without NUL bytes.",
-                            PASSWORD_MIN, PASSWORD_MAX);
+                            KW_PASSWORD_MIN, KW_PASSWORD_MAX);
     st = kw_service_account_get(svc, account_id, &acc, err);
     if (st != KW_OK)
         return st;
@@ -135,7 +132,7 @@ kw_status kw_service_user_login(kw_service *svc, const char *email, const char *
     char normalized[KW_EMAIL_BUFSZ];
     char stored[crypto_pwhash_STRBYTES] = {0};
     kw_status st = kw_validate_email(email, normalized, NULL);
-    if (st == KW_OK && len <= PASSWORD_MAX)
+    if (st == KW_OK && len <= KW_PASSWORD_MAX)
         st =
             svc->store->ops->user_find_by_email(svc->store, normalized, out, stored, sizeof stored);
     else

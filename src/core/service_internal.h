@@ -6,10 +6,15 @@
 #ifndef KW_SERVICE_INTERNAL_H
 #define KW_SERVICE_INTERNAL_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE)
+#error "core/service_internal.h is in the service layer, which core and store must not include"
+#endif
+
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
-#include "core/keycache.h"
+#include "core/keysync.h"
 #include "core/lastused.h"
 #include "core/pepper.h"
 #include "core/service.h"
@@ -27,7 +32,8 @@ struct kw_service {
     int64_t (*clock)(void);
 
     kw_lastused *lastused;
-    kw_keycache *cache; /* NULL: verifications are not cached */
+    kw_keysync *sync; /* the verification index and the change feed */
+    atomic_uint_fast64_t store_lookups;
     pthread_t flusher;
     bool flusher_running;
     bool stopping;

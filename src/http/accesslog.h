@@ -5,6 +5,10 @@
 #ifndef KW_ACCESSLOG_H
 #define KW_ACCESSLOG_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/accesslog.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stddef.h>
 
 typedef struct kw_accesslog kw_accesslog;

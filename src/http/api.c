@@ -158,6 +158,28 @@ void kw_http_key_delete(kw_http_req *req)
 
 /* ---- verification ---- */
 
+/*
+ * The hot path: the answer is rendered without building a JSON tree, into
+ * the request itself, which outlives the response; an answer without a key
+ * is always the same, and made once (reply.c).
+ */
+static void reply_verified(kw_http_req *req, const kw_verify_result *result)
+{
+    if (result->code != KW_VERIFY_VALID && kw_http_reply_verify_shared(req, result->code))
+        return;
+    size_t len = kw_json_verify_text(result, req->reply_text, sizeof req->reply_text);
+    if (len) {
+        kw_http_reply_static(req, 200, "application/json", req->reply_text, len);
+        return;
+    }
+    char text[4096];
+    len = kw_json_verify_text(result, text, sizeof text);
+    if (len)
+        kw_http_reply_copy(req, 200, "application/json", text, len);
+    else
+        kw_http_reply_json(req, 200, kw_json_verify_result(result));
+}
+
 void kw_http_key_verify(kw_http_req *req)
 {
     static const kw_http_field fields[] = {
@@ -165,26 +187,20 @@ void kw_http_key_verify(kw_http_req *req)
         {"environment", KW_FIELD_STRING_OR_NULL, false},
         {NULL, 0, false},
     };
-    json_t *body = kw_http_read_json(req, fields);
-    if (!body)
+    kw_http_value values[2];
+    json_t *doc;
+    if (!kw_http_read_values(req, fields, values, &doc))
         return;
-    const json_t *key = json_object_get(body, "key");
     kw_verify_result result;
     kw_error err;
-    if (kw_service_key_verify(req->srv->svc, json_string_value(key), json_string_length(key),
-                              kw_http_string(body, "environment"), &result, &err) == KW_OK) {
+    if (kw_service_key_verify(req->srv->svc, values[0].value, values[0].len, values[1].value,
+                              &result, &err) == KW_OK) {
         kw_http_metrics_verify(req->srv->metrics, result.code);
-        /* The hot path: the answer is rendered without building a JSON tree. */
-        char text[4096];
-        size_t len = kw_json_verify_text(&result, text, sizeof text);
-        if (len)
-            kw_http_reply_copy(req, 200, "application/json", text, len);
-        else
-            kw_http_reply_json(req, 200, kw_json_verify_result(&result));
+        reply_verified(req, &result);
     } else {
         kw_http_reply_failure(req, &err);
     }
-    json_decref(body);
+    json_decref(doc);
 }
 
 void kw_http_auth_request(kw_http_req *req)

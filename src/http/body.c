@@ -90,16 +90,22 @@ static bool check_members(kw_http_req *req, const json_t *obj, const kw_http_fie
     return true;
 }
 
-json_t *kw_http_read_json(kw_http_req *req, const kw_http_field *fields)
+/* The media type and a non-empty body; false after replying 415 or 400. */
+static bool check_body(kw_http_req *req)
 {
-    if (!is_json_media_type(kw_http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+    if (!is_json_media_type(req->content_type)) {
         kw_http_reply_error(req, 415, "The request body must be application/json.");
-        return NULL;
+        return false;
     }
     if (req->body_len == 0) {
         kw_http_reply_error(req, 400, "The request body must be a JSON object.");
-        return NULL;
+        return false;
     }
+    return true;
+}
+
+static json_t *parse_json(kw_http_req *req, const kw_http_field *fields)
+{
     json_error_t jerr;
     json_t *doc =
         json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -132,6 +138,143 @@ json_t *kw_http_read_json(kw_http_req *req, const kw_http_field *fields)
         return NULL;
     }
     return doc;
+}
+
+json_t *kw_http_read_json(kw_http_req *req, const kw_http_field *fields)
+{
+    return check_body(req) ? parse_json(req, fields) : NULL;
+}
+
+/* ---- the common case, without building a tree ---- */
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * A string of printable ASCII without escapes at *p: its text is
+ * [*start, *p - 1) once *p is past the closing quote.
+ */
+static bool plain_string(const char **p, const char *end, const char **start)
+{
+    const char *s = *p;
+    if (s == end || *s != '"')
+        return false;
+    *start = ++s;
+    while (s < end && *s != '"') {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return false;
+        s++;
+    }
+    if (s == end)
+        return false;
+    *p = s + 1;
+    return true;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && is_ws(*p))
+        p++;
+    return p;
+}
+
+/*
+ * Reads the body when it is the plain case: an object whose members are
+ * each one of fields, once, of its type, with values that are null or
+ * strings of printable ASCII without escapes, and with every required
+ * field present. Any such body is valid JSON that parse_json would accept
+ * with the same values; anything else returns false untouched, and
+ * parse_json gives it its full reading and its exact error. On success
+ * each string value is ended with a NUL in place of its closing quote.
+ */
+static bool read_plain(kw_http_req *req, const kw_http_field *fields, kw_http_value *values,
+                       size_t count)
+{
+    const char *p = req->body, *end = req->body + req->body_len;
+    char *ends[KW_HTTP_MAX_FIELDS] = {NULL};
+    for (size_t i = 0; i < count; i++)
+        values[i] = (kw_http_value){NULL, 0, false};
+    p = skip_ws(p, end);
+    if (p == end || *p++ != '{')
+        return false;
+    p = skip_ws(p, end);
+    if (p < end && *p == '}')
+        return false; /* {}: a required field is missing, or nothing to read */
+    for (;;) {
+        const char *name;
+        if (!plain_string(&p, end, &name))
+            return false;
+        size_t name_len = (size_t)(p - 1 - name), f = 0;
+        while (f < count &&
+               (strncmp(fields[f].name, name, name_len) != 0 || fields[f].name[name_len] != '\0'))
+            f++;
+        if (f == count || values[f].present)
+            return false;
+        p = skip_ws(p, end);
+        if (p == end || *p++ != ':')
+            return false;
+        p = skip_ws(p, end);
+        values[f].present = true;
+        if ((size_t)(end - p) >= 4 && memcmp(p, "null", 4) == 0) {
+            if (fields[f].type != KW_FIELD_STRING_OR_NULL)
+                return false;
+            p += 4;
+        } else {
+            const char *value;
+            if (!plain_string(&p, end, &value))
+                return false;
+            values[f].value = value;
+            values[f].len = (size_t)(p - 1 - value);
+            ends[f] = req->body + (p - 1 - req->body);
+        }
+        p = skip_ws(p, end);
+        if (p == end)
+            return false;
+        if (*p == '}')
+            break;
+        if (*p++ != ',')
+            return false;
+        p = skip_ws(p, end);
+    }
+    if (skip_ws(p + 1, end) != end)
+        return false;
+    for (size_t f = 0; f < count; f++)
+        if (fields[f].required && !values[f].present)
+            return false;
+    for (size_t f = 0; f < count; f++)
+        if (ends[f])
+            *ends[f] = '\0';
+    return true;
+}
+
+bool kw_http_read_values(kw_http_req *req, const kw_http_field *fields, kw_http_value *values,
+                         json_t **doc)
+{
+    *doc = NULL;
+    size_t count = 0;
+    while (fields[count].name)
+        count++;
+    if (count > KW_HTTP_MAX_FIELDS) { /* a route asking for more than the room here */
+        kw_http_reply_error(req, 500, "An internal error occurred.");
+        return false;
+    }
+    if (!check_body(req))
+        return false;
+    if (read_plain(req, fields, values, count))
+        return true;
+    *doc = parse_json(req, fields);
+    if (!*doc)
+        return false;
+    for (size_t f = 0; f < count; f++) {
+        const json_t *v = json_object_get(*doc, fields[f].name);
+        values[f].present = v != NULL;
+        values[f].value = json_string_value(v);
+        values[f].len = values[f].value ? json_string_length(v) : 0;
+    }
+    return true;
 }
 
 const char *kw_http_string(const json_t *body, const char *name)

@@ -15,6 +15,10 @@
 #ifndef KW_HTTP_CONNTRACK_H
 #define KW_HTTP_CONNTRACK_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/conntrack.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stdint.h>
 
 typedef struct kw_conntrack kw_conntrack;

@@ -16,6 +16,10 @@
 #ifndef KW_HTTP_GATE_H
 #define KW_HTTP_GATE_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/gate.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -14,6 +14,10 @@
 #ifndef KW_HASHPOOL_H
 #define KW_HASHPOOL_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/hashpool.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /*
- * http.h - `keyward serve`: the HTTP API of API.md on libmicrohttpd.
+ * http.h - `keyward serve`: the HTTP API of src/http/openapi.json, on libmicrohttpd.
  *
  * The server is a thin face over the key service: it parses and checks
  * requests, authorises them, calls the service and renders its answers.
@@ -7,6 +7,10 @@
  */
 #ifndef KW_HTTP_H
 #define KW_HTTP_H
+
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/http.h is in the http layer, which core, store and service must not include"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -62,9 +66,6 @@ void kw_http_ready(const kw_http_server *srv);
 
 /* Writes a JSON line {"time","event","detail"} about the server to stderr. */
 void kw_http_event(const kw_http_server *srv, const char *event, const char *detail);
-
-/* The port the server listens on (useful after asking for port 0). */
-uint16_t kw_http_port(const kw_http_server *srv);
 
 /* "http://127.0.0.1:8080": the address clients reach this server at. */
 const char *kw_http_url(const kw_http_server *srv);

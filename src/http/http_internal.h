@@ -10,6 +10,10 @@
 #ifndef KW_HTTP_INTERNAL_H
 #define KW_HTTP_INTERNAL_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/http_internal.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,7 +26,9 @@
 #include "core/service.h"
 #include "http/http.h"
 
-#define KW_HTTP_MAX_PARAMS 2
+#define KW_HTTP_MAX_PARAMS   2
+#define KW_HTTP_FLIGHT_SLOTS 8
+#define KW_HTTP_VERIFY_CODES 5 /* kw_verify_code values */
 
 typedef struct kw_http_req kw_http_req;
 typedef void (*kw_http_handler)(kw_http_req *req);
@@ -69,7 +75,9 @@ typedef enum {
 
 void kw_http_metrics_password(kw_http_metrics *m, kw_password_event event);
 /* The Prometheus text exposition; caller frees. active_keys < 0: unknown. */
-char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size_t *len);
+/* index may be NULL (no index figures are shown). */
+char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys,
+                             const kw_index_stats *index, size_t *len);
 
 /* ---- the server, as handlers see it ---- */
 
@@ -86,9 +94,19 @@ struct kw_http_server {
     struct kw_http_noise *noise;        /* rate-limits log lines about refused connections */
     struct kw_hashpool *hashpool;       /* password checks, off the server threads */
     struct kw_proxies *trusted_proxies; /* NULL: none */
+    /*
+     * Verifications that find no valid key always get the same answer:
+     * one response for each such code, made at start and shared by every
+     * request that gets it (reply.c). [KW_VERIFY_VALID] stays NULL.
+     */
+    struct MHD_Response *verify_shared[KW_HTTP_VERIFY_CODES];
+    char verify_text[KW_HTTP_VERIFY_CODES][64];
     char url[128];
     uint16_t port;
-    atomic_int in_flight;
+    struct {
+        atomic_int n;
+        char pad[64 - sizeof(atomic_int)]; /* one cache line each */
+    } in_flight[KW_HTTP_FLIGHT_SLOTS];     /* requests begun and not ended, by thread (server.c) */
     atomic_bool draining;
 };
 
@@ -96,14 +114,16 @@ struct kw_http_req {
     struct MHD_Connection *conn;
     kw_http_server *srv;
     const char *method;
-    const char *raw_target; /* the request target as it arrived, query included */
-    size_t raw_target_len;  /* its length up to the first NUL, if any */
-    bool target_ok;         /* the target was of visible ASCII, as it arrived */
-    bool too_many_params;   /* more than KW_FRAMING_MAX_PARAMS query parameters */
-    bool begun;             /* the head has been checked */
-    bool close_connection;  /* answer with Connection: close */
-    size_t route;           /* index into the table, or kw_http_route_count() */
-    char *path;             /* a copy, split by kw_http_route_match */
+    const char *raw_target;   /* the request target as it arrived, query included */
+    size_t raw_target_len;    /* its length up to the first NUL, if any */
+    bool target_ok;           /* the target was of visible ASCII, as it arrived */
+    bool too_many_params;     /* more than KW_FRAMING_MAX_PARAMS query parameters */
+    bool begun;               /* the head has been checked */
+    const char *content_type; /* its first Content-Type value, once begun (NULL: none) */
+    bool close_connection;    /* answer with Connection: close */
+    size_t route;             /* index into the table, or kw_http_route_count() */
+    char *path;               /* a copy, split by kw_http_route_match: path_buf or malloc'd */
+    char path_buf[96];
     const char *param[KW_HTTP_MAX_PARAMS];
     char *body; /* wiped when freed: it may hold a key */
     size_t body_len;
@@ -114,7 +134,10 @@ struct kw_http_req {
     char actor[KW_ACTOR_BUFSZ]; /* who acts, for the audit log */
     unsigned status;
     struct MHD_Response *response;
-    bool deferred; /* kw_http_suspend'ed: the reply comes from another thread */
+    bool response_shared; /* response is one of the server's: never changed or destroyed here */
+    bool deferred;        /* kw_http_suspend'ed: the reply comes from another thread */
+    /* Room for a short reply body that lives as long as the request (not copied). */
+    char reply_text[320];
 };
 
 /* A request header's value, or NULL. */
@@ -154,6 +177,15 @@ void kw_http_reply_owned(kw_http_req *req, unsigned status, const char *content_
                          size_t len);
 /* Adds a header to the reply already made. */
 void kw_http_reply_header(kw_http_req *req, const char *name, const char *value);
+/* The headers every answer carries; server.c adds them when it sends a reply. */
+void kw_http_common_headers(struct MHD_Response *resp);
+/* Makes the shared verification answers (false: out of memory), and frees them. */
+bool kw_http_shared_replies_new(kw_http_server *srv);
+void kw_http_shared_replies_free(kw_http_server *srv);
+/* Replies 200 with the shared answer of code (not KW_VERIFY_VALID); false if there is none. */
+bool kw_http_reply_verify_shared(kw_http_req *req, kw_verify_code code);
+/* Gives req a response of its own in place of a shared one, to change it. */
+void kw_http_reply_unshare(kw_http_req *req);
 
 /* ---- body.c ---- */
 
@@ -175,6 +207,25 @@ typedef struct {
  * JSON, duplicate, unknown, missing or mistyped member).
  */
 json_t *kw_http_read_json(kw_http_req *req, const kw_http_field *fields);
+
+/* The most fields a route reads with kw_http_read_values. */
+#define KW_HTTP_MAX_FIELDS 4
+
+typedef struct {
+    const char *value; /* NULL when absent or null */
+    size_t len;
+    bool present; /* the member is there, also when null */
+} kw_http_value;
+
+/*
+ * kw_http_read_json for the hot paths: the same checks and replies, with
+ * the values of fields in values (in the order of fields). A plain body is
+ * read in place, without a tree; any other goes through the JSON parser,
+ * and *doc is then the object the values point into (caller json_decref's;
+ * NULL otherwise). Returns false after replying.
+ */
+bool kw_http_read_values(kw_http_req *req, const kw_http_field *fields, kw_http_value *values,
+                         json_t **doc);
 
 /* A string member of a checked body, or NULL when absent or null. */
 const char *kw_http_string(const json_t *body, const char *name);

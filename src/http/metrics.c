@@ -126,7 +126,74 @@ static uint64_t load(const atomic_uint_fast64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size_t *len)
+/* The verification index and its change feed (core/keysync.h). */
+static void put_index(text *t, const kw_index_stats *x)
+{
+    put(t,
+        "# HELP keyward_verify_index_ready 1 when verifications may be answered from memory "
+        "(every key loaded; on several nodes, also a lease held).\n"
+        "# TYPE keyward_verify_index_ready gauge\nkeyward_verify_index_ready %d\n"
+        "# HELP keyward_verify_index_overflow 1 when the store holds more keys than "
+        "verify_cache_entries: the store answers every verification.\n"
+        "# TYPE keyward_verify_index_overflow gauge\nkeyward_verify_index_overflow %d\n"
+        "# HELP keyward_verify_index_keys Keys held in memory for verification.\n"
+        "# TYPE keyward_verify_index_keys gauge\nkeyward_verify_index_keys %llu\n"
+        "# HELP keyward_verify_index_bytes Memory the verification index uses.\n"
+        "# TYPE keyward_verify_index_bytes gauge\nkeyward_verify_index_bytes %llu\n",
+        x->ready && (!x->leases || x->lease_held), x->overflow, (unsigned long long)x->entries,
+        (unsigned long long)x->bytes);
+    put(t,
+        "# HELP keyward_verify_index_lookups_total Verification lookups, answered from memory "
+        "(hit) or left to the store (miss).\n"
+        "# TYPE keyward_verify_index_lookups_total counter\n"
+        "keyward_verify_index_lookups_total{result=\"hit\"} %llu\n"
+        "keyward_verify_index_lookups_total{result=\"miss\"} %llu\n"
+        "# HELP keyward_verify_store_lookups_total Key lookups the store answered for "
+        "verifications.\n"
+        "# TYPE keyward_verify_store_lookups_total counter\n"
+        "keyward_verify_store_lookups_total %llu\n"
+        "# HELP keyward_verify_index_invalidations_total Changes from the change feed applied "
+        "to the index, one key each.\n"
+        "# TYPE keyward_verify_index_invalidations_total counter\n"
+        "keyward_verify_index_invalidations_total %llu\n"
+        "# HELP keyward_verify_index_reloads_total Whole loads of the index from the store.\n"
+        "# TYPE keyward_verify_index_reloads_total counter\n"
+        "keyward_verify_index_reloads_total %llu\n",
+        (unsigned long long)x->hits, (unsigned long long)x->misses,
+        (unsigned long long)x->store_lookups, (unsigned long long)x->invalidations,
+        (unsigned long long)x->reloads);
+    put(t,
+        "# HELP keyward_change_feed_position The change-feed position this node has applied.\n"
+        "# TYPE keyward_change_feed_position gauge\nkeyward_change_feed_position %lld\n"
+        "# HELP keyward_change_feed_head The newest change-feed position this node has seen.\n"
+        "# TYPE keyward_change_feed_head gauge\nkeyward_change_feed_head %lld\n"
+        "# HELP keyward_change_feed_lag Changes seen but not yet applied.\n"
+        "# TYPE keyward_change_feed_lag gauge\nkeyward_change_feed_lag %lld\n",
+        (long long)x->applied, (long long)x->head,
+        (long long)(x->head > x->applied ? x->head - x->applied : 0));
+    if (x->caught_up_ms_ago >= 0)
+        put(t,
+            "# HELP keyward_change_feed_caught_up_age_seconds Since the index was last known "
+            "to hold every change.\n"
+            "# TYPE keyward_change_feed_caught_up_age_seconds gauge\n"
+            "keyward_change_feed_caught_up_age_seconds %.3f\n",
+            (double)x->caught_up_ms_ago / 1e3);
+    if (x->leases)
+        put(t,
+            "# HELP keyward_node_lease_held 1 while this node holds its lease.\n"
+            "# TYPE keyward_node_lease_held gauge\nkeyward_node_lease_held %d\n"
+            "# HELP keyward_node_lease_remaining_seconds How long the lease holds without a "
+            "renewal.\n"
+            "# TYPE keyward_node_lease_remaining_seconds gauge\n"
+            "keyward_node_lease_remaining_seconds %.3f\n"
+            "# HELP keyward_node_lease_renewals_total Leases granted to this node.\n"
+            "# TYPE keyward_node_lease_renewals_total counter\n"
+            "keyward_node_lease_renewals_total %llu\n",
+            x->lease_held, (double)x->lease_remaining_ms / 1e3, (unsigned long long)x->renewals);
+}
+
+char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys,
+                             const kw_index_stats *index, size_t *len)
 {
     text t = {malloc(16384), 0, 16384, false};
     if (!t.data)
@@ -209,6 +276,9 @@ char *kw_http_metrics_render(const kw_http_metrics *m, int64_t active_keys, size
             "# HELP keyward_active_keys Unexpired keys of all accounts.\n"
             "# TYPE keyward_active_keys gauge\nkeyward_active_keys %lld\n",
             (long long)active_keys);
+
+    if (index)
+        put_index(&t, index);
 
     if (t.failed) {
         free(t.data);

@@ -31,8 +31,10 @@ void kw_http_metrics_page(kw_http_req *req)
     kw_error err;
     if (kw_service_key_count_active(req->srv->svc, &active, &err) != KW_OK)
         active = -1;
+    kw_index_stats index;
+    kw_service_index_stats(req->srv->svc, &index);
     size_t len = 0;
-    char *text = kw_http_metrics_render(req->srv->metrics, active, &len);
+    char *text = kw_http_metrics_render(req->srv->metrics, active, &index, &len);
     if (text)
         kw_http_reply_owned(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     else

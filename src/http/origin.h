@@ -11,6 +11,10 @@
 #ifndef KW_ORIGIN_H
 #define KW_ORIGIN_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/origin.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stdbool.h>
 
 /*

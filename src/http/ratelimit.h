@@ -10,6 +10,10 @@
 #ifndef KW_RATELIMIT_H
 #define KW_RATELIMIT_H
 
+#if defined(KW_LAYER_CORE) || defined(KW_LAYER_STORE) || defined(KW_LAYER_SERVICE)
+#error "http/ratelimit.h is in the http layer, which core, store and service must not include"
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 

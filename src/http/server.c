@@ -12,11 +12,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,9 +83,61 @@ static const char *method_label(const char *method)
     return "OTHER";
 }
 
+/* ---- per connection ---- */
+
+/* What is kept for each connection libmicrohttpd serves (its socket context). */
+typedef struct {
+    kw_conntrack_entry *deadline;
+    /* The peer's address as text, made once: the access log's client when no proxy is trusted. */
+    char peer[KW_IP_TEXT_BUFSZ];
+} conn_state;
+
+static conn_state *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+static kw_conntrack_entry *conn_entry(struct MHD_Connection *conn)
+{
+    conn_state *c = conn_of(conn);
+    return c ? c->deadline : NULL;
+}
+
+/* ---- access log ---- */
+
+/* Appends the NUL-terminated s at *p, if it fits before end. */
+static bool put_text(char **p, const char *end, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > (size_t)(end - *p))
+        return false;
+    memcpy(*p, s, n);
+    *p += n;
+    return true;
+}
+
+/* Appends v in decimal, with at least `digits` digits (zeros in front). */
+static bool put_number(char **p, const char *end, unsigned long long v, int digits)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v || n < digits);
+    if (n > end - *p)
+        return false;
+    while (n)
+        *(*p)++ = tmp[--n];
+    return true;
+}
+
 /*
  * One JSON line per request: when, who, method, route template, status,
  * latency. Never the path (it may name objects), a header or the body.
+ * Every piece is a fixed text or an address, so nothing needs escaping.
  */
 static void access_log(const kw_http_req *req, uint64_t ns)
 {
@@ -96,20 +150,34 @@ static void access_log(const kw_http_req *req, uint64_t ns)
     clock_gettime(CLOCK_REALTIME, &wall);
     if (wall.tv_sec != cached_second) {
         kw_time_format(wall.tv_sec, cached_when);
+        cached_when[19] = '\0'; /* the milliseconds go between the seconds and the Z */
         cached_second = wall.tv_sec;
     }
-    char client[INET6_ADDRSTRLEN];
-    kw_http_client_address(req, client, sizeof client);
+    char computed[INET6_ADDRSTRLEN];
+    const char *client = computed;
+    const conn_state *c = req->srv->trusted_proxies ? NULL : conn_of(req->conn);
+    if (c && c->peer[0])
+        client = c->peer;
+    else
+        kw_http_client_address(req, computed, sizeof computed);
     const kw_http_route_info *info = kw_http_route_info_at(req->route);
     unsigned long long us = ns / 1000;
     char line[512];
-    int n = snprintf(line, sizeof line,
-                     "{\"time\":\"%.19s.%03ldZ\",\"client\":\"%s\",\"method\":\"%s\","
-                     "\"route\":\"%s\",\"status\":%u,\"ms\":%llu.%03llu}\n",
-                     cached_when, wall.tv_nsec / 1000000, client, method_label(req->method),
-                     info ? info->pattern : "unmatched", req->status, us / 1000, us % 1000);
-    if (n > 0 && (size_t)n < sizeof line)
-        kw_accesslog_line(req->srv->log, line, (size_t)n);
+    char *p = line;
+    const char *end = line + sizeof line;
+    bool ok =
+        put_text(&p, end, "{\"time\":\"") && put_text(&p, end, cached_when) &&
+        put_text(&p, end, ".") &&
+        put_number(&p, end, (unsigned long long)(wall.tv_nsec / 1000000), 3) &&
+        put_text(&p, end, "Z\",\"client\":\"") && put_text(&p, end, client) &&
+        put_text(&p, end, "\",\"method\":\"") && put_text(&p, end, method_label(req->method)) &&
+        put_text(&p, end, "\",\"route\":\"") &&
+        put_text(&p, end, info ? info->pattern : "unmatched") &&
+        put_text(&p, end, "\",\"status\":") && put_number(&p, end, req->status, 1) &&
+        put_text(&p, end, ",\"ms\":") && put_number(&p, end, us / 1000, 1) &&
+        put_text(&p, end, ".") && put_number(&p, end, us % 1000, 3) && put_text(&p, end, "}\n");
+    if (ok)
+        kw_accesslog_line(req->srv->log, line, (size_t)(p - line));
 }
 
 /*
@@ -213,32 +281,30 @@ static void free_request(kw_http_req *req)
         sodium_memzero(req->body, req->body_len);
         free(req->body);
     }
-    if (req->response)
+    if (req->response && !req->response_shared)
         MHD_destroy_response(req->response);
-    free(req->path);
+    if (req->path != req->path_buf)
+        free(req->path);
     free(req);
-}
-
-static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
-{
-    (void)kind;
-    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
-    return MHD_YES;
 }
 
 /* Queues the reply the handler left (500 if it left none), with the common headers. */
 static enum MHD_Result send_reply(kw_http_req *req)
 {
+    bool close = req->close_connection || atomic_load(&req->srv->draining);
+    if (req->response_shared) {
+        if (!close) /* it has the common headers already */
+            return MHD_queue_response(req->conn, req->status, req->response);
+        kw_http_reply_unshare(req);
+    }
     if (!req->response) {
         kw_http_reply_error(req, 500, "An internal error occurred.");
         if (!req->response)
             return MHD_NO; /* out of memory: drop the connection */
     }
     struct MHD_Response *resp = req->response;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (req->close_connection || atomic_load(&req->srv->draining))
+    kw_http_common_headers(resp);
+    if (close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return MHD_queue_response(req->conn, req->status, resp);
 }
@@ -250,6 +316,7 @@ typedef struct {
     const char *raw_value[KW_FRAMING_MAX_FIELDS + 1]; /* where each value starts in the head */
     size_t raw_value_len[KW_FRAMING_MAX_FIELDS + 1];
     size_t n;
+    size_t bytes; /* each name and value as stored, plus ": " and CRLF */
 } parsed_fields;
 
 static enum MHD_Result add_field(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -265,6 +332,7 @@ static enum MHD_Result add_field(void *cls, enum MHD_ValueKind kind, const char 
     }
     l->raw_value[l->n] = value;
     l->raw_value_len[l->n] = value_size;
+    l->bytes += key_size + value_size + 4;
     while (value_size > 0 && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
         value_size--;
     l->field[l->n++] = (kw_framing_field){key, key_size, value, value_size};
@@ -318,9 +386,12 @@ static bool refuse_head(kw_http_req *req, unsigned status, const char *message)
 /*
  * The framing rules of framing.h, for every request (the gate has checked
  * the raw bytes of each connection's first one). Returns false after
- * leaving a reply that closes the connection.
+ * leaving a reply that closes the connection; else sets *header_bytes to
+ * the size of the header fields (names and values as libmicrohttpd keeps
+ * them: the head holds no NUL, so that is also their length as strings).
  */
-static bool check_head(kw_http_req *req, const char *method, const char *version)
+static bool check_head(kw_http_req *req, const char *method, const char *version,
+                       size_t *header_bytes)
 {
     const kw_http_options *o = &req->srv->opt;
     bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
@@ -335,6 +406,7 @@ static bool check_head(kw_http_req *req, const char *method, const char *version
         return refuse_head(req, 414, "The request has too many query parameters.");
     parsed_fields l;
     l.n = 0;
+    l.bytes = 0;
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, add_field, &l);
     if (l.n > KW_FRAMING_MAX_FIELDS)
         return refuse_head(req, 431, "The request has too many header fields.");
@@ -353,6 +425,13 @@ static bool check_head(kw_http_req *req, const char *method, const char *version
     if (!head_is_contiguous(req, method, version, &l))
         return refuse_head(req, 400,
                            "The request head holds a byte or a line break that is not allowed.");
+    *header_bytes = l.bytes;
+    /* The first Content-Type, as kw_http_header would find it, for the body readers. */
+    for (size_t i = 0; i < l.n; i++)
+        if (l.field[i].name_len == 12 && strncasecmp(l.field[i].name, "Content-Type", 12) == 0) {
+            req->content_type = l.raw_value[i];
+            break;
+        }
     return true;
 }
 
@@ -364,10 +443,9 @@ static bool begin(kw_http_req *req, const char *url, const char *version, char *
                   size_t allow_size)
 {
     const kw_http_options *o = &req->srv->opt;
-    if (!check_head(req, req->method, version))
-        return false;
     size_t header_bytes = 0;
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, sum_header, &header_bytes);
+    if (!check_head(req, req->method, version, &header_bytes))
+        return false;
     size_t url_bytes = req->raw_target_len;
     if (url_bytes > o->max_header_bytes) {
         kw_http_reply_error(req, 414, "The request URI is too long.");
@@ -379,9 +457,12 @@ static bool begin(kw_http_req *req, const char *url, const char *version, char *
         req->close_connection = true;
         return false;
     }
-    req->path = strdup(url);
+    /* A copy to split: in the request itself when it fits, as API paths do. */
+    size_t path_len = strlen(url);
+    req->path = path_len < sizeof req->path_buf ? req->path_buf : malloc(path_len + 1);
     if (!req->path)
         return false;
+    memcpy(req->path, url, path_len + 1);
     int route = kw_http_route_match(req->method, req->path, req->param, allow, allow_size);
     req->route = route < 0 ? NO_ROUTE : (size_t)route;
     const char *length = kw_http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -452,9 +533,20 @@ typedef struct {
     char allow[64];
 } request_state;
 
+/*
+ * Deadlines are checked four times a second (the gate's tick), so the
+ * coarse clock, which is cheaper to read, is precise enough for them.
+ */
+static uint64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static uint64_t head_deadline(const kw_http_server *srv)
 {
-    return now_ns() + (uint64_t)srv->opt.request_head_timeout_s * 1000000000u;
+    return coarse_now_ns() + (uint64_t)srv->opt.request_head_timeout_s * 1000000000u;
 }
 
 /*
@@ -462,16 +554,9 @@ static uint64_t head_deadline(const kw_http_server *srv)
  * connections does, but the next request must have arrived whole within
  * the idle timeout: trickling bytes does not extend it.
  */
-static uint64_t next_request_deadline(const kw_http_server *srv)
+static uint64_t next_request_deadline(const kw_http_server *srv, uint64_t now)
 {
-    return now_ns() + (uint64_t)srv->opt.idle_timeout_s * 1000000000u;
-}
-
-static kw_conntrack_entry *conn_entry(struct MHD_Connection *conn)
-{
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return info ? info->socket_context : NULL;
+    return now + (uint64_t)srv->opt.idle_timeout_s * 1000000000u;
 }
 
 /* Connections come and go: each gets a deadline entry (conntrack.h). */
@@ -487,12 +572,45 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *fd =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context =
-            fd ? kw_conntrack_add(srv->conns, fd->connect_fd, head_deadline(srv)) : NULL;
+        conn_state *c = calloc(1, sizeof *c);
+        if (c && fd)
+            c->deadline = kw_conntrack_add(srv->conns, fd->connect_fd, head_deadline(srv));
+        kw_ip ip;
+        if (c && peer && peer->client_addr && kw_ip_from_sockaddr(peer->client_addr, &ip))
+            kw_ip_format(&ip, c->peer);
+        *socket_context = c;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        kw_conntrack_remove(srv->conns, *socket_context);
+        conn_state *c = *socket_context;
+        if (c) {
+            kw_conntrack_remove(srv->conns, c->deadline);
+            free(c);
+        }
         *socket_context = NULL;
     }
+}
+
+/*
+ * Requests in flight, for a graceful stop. Each server thread counts in a
+ * slot (a cache line) of its own, so that the server threads do not pass
+ * one cache line back and forth twice per request; a request may end on
+ * another thread than it began (when libmicrohttpd stops), so a slot can
+ * go below zero, and only the sum means anything.
+ */
+static void flight_add(kw_http_server *srv, int delta)
+{
+    static atomic_uint next_slot;
+    static __thread unsigned slot = UINT_MAX;
+    if (slot == UINT_MAX)
+        slot = atomic_fetch_add(&next_slot, 1) % KW_HTTP_FLIGHT_SLOTS;
+    atomic_fetch_add_explicit(&srv->in_flight[slot].n, delta, memory_order_relaxed);
+}
+
+static int flight_count(kw_http_server *srv)
+{
+    int n = 0;
+    for (size_t i = 0; i < KW_HTTP_FLIGHT_SLOTS; i++)
+        n += atomic_load(&srv->in_flight[i].n);
+    return n;
 }
 
 /*
@@ -503,9 +621,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     kw_http_server *srv = cls;
-    request_state *state = calloc(1, sizeof *state);
+    /* malloc and memset rather than calloc, which glibc serves without its per-thread cache. */
+    request_state *state = malloc(sizeof *state);
     if (!state)
         return NULL;
+    memset(state, 0, sizeof *state);
     kw_http_req *req = &state->req;
     req->conn = conn;
     req->srv = srv;
@@ -527,7 +647,7 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
         q[1] = '\0';
         req->too_many_params = true;
     }
-    atomic_fetch_add(&srv->in_flight, 1);
+    flight_add(srv, 1);
     return state;
 }
 
@@ -578,15 +698,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!state)
         return;
     kw_http_req *req = &state->req;
+    uint64_t now = now_ns();
     if (req->status) {
-        uint64_t ns = now_ns() - req->start_ns;
+        uint64_t ns = now - req->start_ns;
         kw_http_metrics_request(srv->metrics, req->route, req->status, ns);
         access_log(req, ns);
     }
-    kw_conntrack_set_deadline(conn_entry(conn), next_request_deadline(srv));
+    kw_conntrack_set_deadline(conn_entry(conn), next_request_deadline(srv, now));
     free_request(req);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->in_flight, 1);
+    flight_add(srv, -1);
 }
 
 /* ---- the gate's callbacks (its own thread) ---- */
@@ -673,6 +794,7 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *s)
 /* Frees what kw_http_start allocated besides the daemon and the gate, and srv. */
 static void free_parts(kw_http_server *srv)
 {
+    kw_http_shared_replies_free(srv);
     kw_http_metrics_free(srv->metrics);
     kw_accesslog_free(srv->log);
     kw_ratelimit_free(srv->signin_by_email);
@@ -750,7 +872,8 @@ kw_status kw_http_start(kw_service *svc, const kw_http_options *o, kw_http_serve
     srv->hashpool = kw_hashpool_new(o->password_check_threads, o->password_check_queue,
                                     o->password_checks_per_s);
     if (!srv->metrics || (o->access_log_fd >= 0 && !srv->log) || !srv->signin_by_email ||
-        !srv->signin_by_addr || !srv->conns || !srv->noise || !srv->hashpool) {
+        !srv->signin_by_addr || !srv->conns || !srv->noise || !srv->hashpool ||
+        !kw_http_shared_replies_new(srv)) {
         free_parts(srv);
         return kw_error_set(err, KW_ERR_INTERNAL, "Out of memory.");
     }
@@ -829,11 +952,6 @@ void kw_http_ready(const kw_http_server *srv)
     kw_http_event(srv, "listening", srv->url);
 }
 
-uint16_t kw_http_port(const kw_http_server *srv)
-{
-    return srv->port;
-}
-
 const char *kw_http_url(const kw_http_server *srv)
 {
     return srv->url;
@@ -848,7 +966,7 @@ void kw_http_stop(kw_http_server *srv)
     kw_gate_drain(srv->gate);
     kw_http_event(srv, "stopping", "finishing requests in flight");
     uint64_t deadline = now_ns() + (uint64_t)srv->opt.shutdown_grace_s * 1000000000u;
-    while (atomic_load(&srv->in_flight) > 0 && now_ns() < deadline) {
+    while (flight_count(srv) > 0 && now_ns() < deadline) {
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }

@@ -87,14 +87,30 @@ static const char *const steps[] = {
     "  last_seen_at bigint NOT NULL,"
     "  expires_at bigint NOT NULL);"
     "CREATE INDEX sessions_expiry ON sessions(expires_at);",
+    /* 4: the change feed and the node leases (see store.h). feed_head is the
+     * one row every writer of a change updates, so positions are handed out
+     * in commit order; keys from before this step are in api_keys, which a
+     * node scans before it reads the feed. A change names its key by id
+     * only, never by its hash, which must go with the key. Lease ends are
+     * in milliseconds of the database's clock, the one clock every node
+     * shares. */
+    "CREATE TABLE key_changes ("
+    "  seq bigint PRIMARY KEY,"
+    "  at bigint NOT NULL,"
+    "  key_id text NOT NULL);"
+    "CREATE INDEX key_changes_at ON key_changes(at);"
+    "CREATE TABLE feed_head ("
+    "  one integer PRIMARY KEY CHECK (one = 1),"
+    "  seq bigint NOT NULL);"
+    "INSERT INTO feed_head(one, seq) VALUES (1, 0);"
+    "CREATE TABLE nodes ("
+    "  id text PRIMARY KEY,"
+    "  applied_seq bigint NOT NULL,"
+    "  lease_until_ms bigint NOT NULL,"
+    "  renewed_at bigint NOT NULL);",
 };
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))
-
-int kw_pg_schema_latest(void)
-{
-    return STEP_COUNT;
-}
 
 /* Reads the highest applied version into *version (0 for a new database). */
 static kw_status read_version(kw_pg_conn *c, int *version)

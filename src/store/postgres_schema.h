@@ -5,11 +5,12 @@
 #ifndef KW_POSTGRES_SCHEMA_H
 #define KW_POSTGRES_SCHEMA_H
 
-#include "core/status.h"
-#include "store/postgres_pool.h"
+#if defined(KW_LAYER_CORE)
+#error "store/postgres_schema.h is in the store layer, which core must not include"
+#endif
 
-/* The schema version this build knows; a database beyond it is refused. */
-int kw_pg_schema_latest(void);
+#include "core/status.h"
+#include "store/postgres_conn.h"
 
 /*
  * Applies every migration step the database lacks, each in its own

@@ -24,7 +24,6 @@
 #define BUSY_SLEEP_MS  10    /* pause before retrying a step that found the source busy */
 #define BUSY_LIMIT_MS  30000 /* then give up */
 #define MAX_RESTARTS   4     /* restarts before the rest is copied in one step */
-#define OPEN_BUSY_MS   5000  /* busy timeout of the connections opened here */
 #define TARGET_WAIT_MS 2000  /* restore: how long another process may hold the target */
 
 /* The files SQLite may keep beside a database, named by these suffixes. */
@@ -216,7 +215,7 @@ static kw_status staged_open(staged *s, const char *target, kw_error *err)
     if (e)
         return kw_error_set(err, KW_ERR_UNAVAILABLE, "Cannot set the mode of %s: %s.", s->path,
                             strerror(e));
-    int rc = open_db(s->path, SQLITE_OPEN_READWRITE, OPEN_BUSY_MS, &s->db);
+    int rc = open_db(s->path, SQLITE_OPEN_READWRITE, KW_SQLITE_BUSY_MS, &s->db);
     if (rc != SQLITE_OK)
         return kw_error_set(err, KW_ERR_UNAVAILABLE, "Cannot open %s: %s.", s->path,
                             sqlite3_errstr(rc));
@@ -361,7 +360,7 @@ kw_status kw_sqlite_backup(const char *db_path, const char *file, kw_sqlite_copy
 
     /* Read-write, as every connection to a WAL database should be, but never created. */
     sqlite3 *src = NULL;
-    int rc = open_db(db_path, SQLITE_OPEN_READWRITE, OPEN_BUSY_MS, &src);
+    int rc = open_db(db_path, SQLITE_OPEN_READWRITE, KW_SQLITE_BUSY_MS, &src);
     if (rc != SQLITE_OK)
         return kw_error_set(err, KW_ERR_UNAVAILABLE, "Cannot open %s: %s.", db_path,
                             sqlite3_errstr(rc));
@@ -392,7 +391,7 @@ kw_status kw_sqlite_backup_check(const char *file, int *version, kw_error *err)
     sqlite3 *db = NULL;
     int64_t objects = 0, is_keyward = 0;
     /* The first read of the schema tells a database from any other file. */
-    int rc = open_db(file, SQLITE_OPEN_READONLY, OPEN_BUSY_MS, &db);
+    int rc = open_db(file, SQLITE_OPEN_READONLY, KW_SQLITE_BUSY_MS, &db);
     if (rc == SQLITE_OK)
         rc = query_int(db, "SELECT count(*) FROM sqlite_master", &objects);
     if (rc == SQLITE_OK)
@@ -530,7 +529,7 @@ kw_status kw_sqlite_restore(const char *file, const char *db_path, bool force,
     status = staged_open(&s, db_path, err);
     int rc = SQLITE_OK;
     if (status == KW_OK &&
-        (rc = open_db(file, SQLITE_OPEN_READONLY, OPEN_BUSY_MS, &src)) == SQLITE_OK)
+        (rc = open_db(file, SQLITE_OPEN_READONLY, KW_SQLITE_BUSY_MS, &src)) == SQLITE_OK)
         rc = staged_fill(&s, src, &info->restarts);
     if (status == KW_OK && rc != SQLITE_OK)
         status = copy_failed(rc, file, db_path, err);

@@ -15,6 +15,10 @@
 #ifndef KW_SQLITE_BACKUP_H
 #define KW_SQLITE_BACKUP_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/sqlite_backup.h is in the store layer, which core must not include"
+#endif
+
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -74,6 +74,26 @@ static const char *const steps[] = {
     "  last_seen_at INTEGER NOT NULL,"
     "  expires_at INTEGER NOT NULL);"
     "CREATE INDEX sessions_expiry ON sessions(expires_at);",
+    /* 4: the change feed and the node leases (see store.h). feed_head is the
+     * one row every writer of a change updates, so positions are handed out
+     * in commit order; keys from before this step are in api_keys, which a
+     * node scans before it reads the feed. A change names its key by id
+     * only: a hash kept here would outlive the key's delete, which must
+     * leave no hash in the files. */
+    "CREATE TABLE key_changes ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  key_id TEXT NOT NULL);"
+    "CREATE INDEX key_changes_at ON key_changes(at);"
+    "CREATE TABLE feed_head ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  seq INTEGER NOT NULL);"
+    "INSERT INTO feed_head(one, seq) VALUES (1, 0);"
+    "CREATE TABLE nodes ("
+    "  id TEXT PRIMARY KEY,"
+    "  applied_seq INTEGER NOT NULL,"
+    "  lease_until_ms INTEGER NOT NULL,"
+    "  renewed_at INTEGER NOT NULL);",
 };
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))

@@ -1,13 +1,23 @@
 /*
- * sqlite_schema.h - the SQLite backend's schema migrations and error mapping,
- * internal to src/store.
+ * sqlite_schema.h - the SQLite backend's schema migrations, error mapping
+ * and busy timeout, internal to src/store.
  */
 #ifndef KW_SQLITE_SCHEMA_H
 #define KW_SQLITE_SCHEMA_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/sqlite_schema.h is in the store layer, which core must not include"
+#endif
+
 #include <sqlite3.h>
 
 #include "core/status.h"
+
+/*
+ * How long any connection of the backend (the store's, the change token's,
+ * a backup's) waits for a lock another connection holds.
+ */
+#define KW_SQLITE_BUSY_MS 5000
 
 /*
  * Maps an SQLite result code (primary or extended) to the store's status:

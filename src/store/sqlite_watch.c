@@ -18,6 +18,7 @@
  * early.
  */
 #include "store/sqlite_watch.h"
+#include "store/sqlite_schema.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ kw_sqlite_watch *kw_sqlite_watch_open(const char *path)
     /* Reading the schema makes the connection map the wal-index. */
     if (sqlite3_open_v2(path, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
-        sqlite3_busy_timeout(w->db, 5000) != SQLITE_OK ||
+        sqlite3_busy_timeout(w->db, KW_SQLITE_BUSY_MS) != SQLITE_OK ||
         sqlite3_exec(w->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK ||
         !in_wal_mode(w->db)) {
         kw_sqlite_watch_close(w);

@@ -5,6 +5,10 @@
 #ifndef KW_SQLITE_WATCH_H
 #define KW_SQLITE_WATCH_H
 
+#if defined(KW_LAYER_CORE)
+#error "store/sqlite_watch.h is in the store layer, which core must not include"
+#endif
+
 #include <stdbool.h>
 #include <stdint.h>
 

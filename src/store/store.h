@@ -14,8 +14,13 @@
 #ifndef KW_STORE_H
 #define KW_STORE_H
 
-#include <stdint.h>
+#if defined(KW_LAYER_CORE)
+#error "store/store.h is in the store layer, which core must not include"
+#endif
+
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/model.h"
 #include "core/status.h"
@@ -29,11 +34,33 @@ typedef struct {
     const char *action; /* "key.create", "key.delete", ... */
 } kw_audit;
 
-/* One pending last-used time: the newest verification of an id. */
+/* A stored key with its hash: one row of the verification index. */
 typedef struct {
-    char id[KW_ID_BUFSZ]; /* "key_…" or "rk_…" */
-    int64_t at;
-} kw_touch;
+    uint8_t hash[KW_HASH_BYTES];
+    uint32_t pepper_version;
+    kw_key key;
+} kw_key_row;
+
+/*
+ * One entry of the change feed (see key_changes below): a change that can
+ * turn a verification answer wrong, and the state of its key now. The feed
+ * records key ids only, never hashes: a deleted key's hash leaves the
+ * database with its row.
+ */
+typedef struct {
+    int64_t seq;  /* the change's position in the feed: 1, 2, 3, ... with no gap */
+    bool present; /* the key exists now, and row holds it (hash included); false:
+                     the key is gone; only row.key.id names it (the rest is zero) */
+    kw_key_row row;
+} kw_key_change;
+
+typedef struct {
+    kw_key_change *items; /* oldest first */
+    size_t count;
+} kw_key_change_list;
+
+/* Called once per key by key_scan; a status other than KW_OK stops the scan and is returned. */
+typedef kw_status (*kw_key_row_fn)(void *ctx, const kw_key_row *row);
 
 typedef struct kw_store_ops {
     void (*close)(kw_store *s);
@@ -51,16 +78,22 @@ typedef struct kw_store_ops {
      * and holds fewer than `limit` keys that are unexpired at `now` (else
      * KW_ERR_LIMIT), atomically: concurrent inserts from any number of
      * threads or processes never exceed the limit. A hash that is already
-     * stored gives KW_ERR_CONFLICT.
+     * stored gives KW_ERR_CONFLICT. Appends the change to the feed in the
+     * same transaction; *seq (when seq is not NULL) receives its position.
      */
     kw_status (*key_insert)(kw_store *s, const kw_key *k, const uint8_t hash[KW_HASH_BYTES],
-                            uint32_t pepper_version, int limit, int64_t now, const kw_audit *au);
+                            uint32_t pepper_version, int limit, int64_t now, const kw_audit *au,
+                            int64_t *seq);
     /* Keys of an account, newest first; active_count counts those unexpired at now. */
     kw_status (*key_list)(kw_store *s, const char *account_id, int64_t now, kw_key_list *out);
     kw_status (*key_get)(kw_store *s, const char *account_id, const char *key_id, kw_key *out);
-    /* Deletes the row (and so its hash) and records the key's id and name in the audit log. */
+    /*
+     * Deletes the row (and so its hash), records the key's id and name in
+     * the audit log and appends the change (the key's id) to the feed, in
+     * one transaction; *seq (when not NULL) receives the change's position.
+     */
     kw_status (*key_delete)(kw_store *s, const char *account_id, const char *key_id,
-                            const kw_audit *au);
+                            const kw_audit *au, int64_t *seq);
     /* Looks a key up by its hash (an indexed point lookup). */
     kw_status (*key_find)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
                           kw_key *out);
@@ -98,8 +131,9 @@ typedef struct kw_store_ops {
      * Optional (NULL when the backend cannot offer it): a value that changes
      * whenever any process commits anything to the store, read without a
      * query or a lock. Once a commit has returned, every later call, in
-     * any process, sees the new value. The key service caches
-     * verifications only when this is available (see core/keycache.h).
+     * any process, sees the new value. A node on such a store keeps its
+     * verification index exact by reading the feed whenever the token has
+     * moved (see core/keyindex.h); without it, by node leases (below).
      */
     kw_status (*change_token)(kw_store *s, uint64_t *token);
 
@@ -117,6 +151,66 @@ typedef struct kw_store_ops {
 
     /* Counts the keys of all accounts that are unexpired at `now` (for metrics). */
     kw_status (*key_count_active)(kw_store *s, int64_t now, int64_t *count);
+
+    /*
+     * ---- The change feed: how every node keeps its verification index exact ----
+     *
+     * Every mutation that can change a verification answer (key_insert and
+     * key_delete today) appends one row to the feed in its own transaction.
+     * Positions are allocated under a lock every writer takes (the feed
+     * head row), so they are contiguous and in commit order: a reader that
+     * has seen position N has seen every change up to N. Writes that cannot
+     * change an answer (last-used times, sessions, audit, root keys) never
+     * touch the feed.
+     */
+    /* The position of the newest change (0: none yet). */
+    kw_status (*feed_head)(kw_store *s, int64_t *head);
+    /*
+     * Calls fn for every stored key, expired ones included, and sets *head
+     * to the feed position those rows reflect: the rows and the head are
+     * read in one snapshot.
+     */
+    kw_status (*key_scan)(kw_store *s, kw_key_row_fn fn, void *ctx, int64_t *head);
+    /*
+     * The changes after position `after`, oldest first, at most `limit`,
+     * each with its key's state now: its whole row (present), or only its
+     * id (gone; the index removes it by id). The caller frees
+     * out->items. When the oldest returned seq is not after + 1, the feed
+     * was pruned past `after` and the caller must scan again.
+     */
+    kw_status (*changes_since)(kw_store *s, int64_t after, size_t limit, kw_key_change_list *out);
+    /* Removes feed entries recorded before `before` (Unix seconds); never the newest one. */
+    kw_status (*feed_prune)(kw_store *s, int64_t before);
+
+    /*
+     * ---- Node leases (NULL when the backend has change_token instead) ----
+     *
+     * A node serves verifications from memory only while it holds a lease:
+     * a row (node id, applied position, lease end by the database's clock).
+     * A writer, after its commit, waits until every node whose lease has not
+     * ended has applied its change (nodes_behind reaches 0).
+     *
+     * node_renew registers or renews node_id's lease of lease_ms
+     * milliseconds with `applied` as its position, inside a transaction
+     * that holds the feed head in share mode, so that no change can commit
+     * between the head being read and the lease being granted. When the
+     * head is past `applied` it grants nothing, sets *head and returns
+     * KW_ERR_CONFLICT: the node catches up and asks again. On KW_OK *head
+     * is the head (== applied).
+     */
+    kw_status (*node_renew)(kw_store *s, const char *node_id, int64_t applied, int lease_ms,
+                            int64_t *head);
+    /* How many nodes hold a lease that has not ended and have applied less than seq. */
+    kw_status (*nodes_behind)(kw_store *s, int64_t seq, int *count);
+    /* Removes node_id's lease (a node that stops cleanly); no writer waits for it again. */
+    kw_status (*node_leave)(kw_store *s, const char *node_id);
+    /*
+     * Waits up to timeout_ms for a notification that some node committed a
+     * change (PostgreSQL LISTEN/NOTIFY). A wake-up only: it may return
+     * early or miss a change, the feed itself is the truth. Called from
+     * one thread at a time, on a connection of its own.
+     */
+    kw_status (*feed_wait)(kw_store *s, int timeout_ms);
 
     /*
      * First run: inserts the account, its console user and the root key in

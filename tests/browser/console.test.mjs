@@ -1,5 +1,6 @@
 // console.test.mjs - the web console's key management flow in a real browser
-// (issue 4; the steps and labels of ../shared/seed/api-key-security-and-management.txt).
+// (issue 4; the steps of README.md, "Install as a service", and the console
+// sessions of docs/security.md).
 //
 // playwright-core drives Debian's chromium, headless, against a `keyward
 // serve` started for this run on 127.0.0.1 (lib/server.mjs). The tests run in

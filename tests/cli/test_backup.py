@@ -30,7 +30,7 @@ from kwtest import BIN, check, data_dir, eq, ok_run, run, run_tests, stderr_log,
 kwserver.PG_SERVER = None
 
 PEPPER_B = "1:" + "b2" * 32
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 # ---- helpers ----
@@ -430,7 +430,8 @@ def test_restore_migrates_an_older_schema():
     secret = make_store()
     ok_run(["backup", "old.db"])
     old = os.path.join(tmpdir(), "old.db")
-    fabricate(old, "DROP TABLE sessions; DROP TABLE pepper_checks;"
+    fabricate(old, "DROP TABLE nodes; DROP TABLE feed_head; DROP TABLE key_changes;"
+                   "DROP TABLE sessions; DROP TABLE pepper_checks;"
                    "DELETE FROM schema_migrations WHERE version > 1;")
     d = new_data_dir("restored")
     rc, out, err = run(["restore", "old.db"], env={"KEYWARD_DATA_DIR": d})

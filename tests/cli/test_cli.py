@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Black-box tests of the keyward command line (see shared/spec/CLI.md).
+"""Black-box tests of the keyward command line (see packaging/keyward.1 and
+docs/operations.md).
 
 Every test runs the built binary ($KEYWARD_BIN) in a fresh directory.
 """
@@ -204,8 +205,7 @@ def test_usage_errors_exit_2():
         ["user", "add", "--account", "acc_x"],
         ["root-key", "create"],
         ["root-key", "delete"],
-        ["audit", "list", "--limit", "0"],
-        ["audit", "list", "--limit", "ten"],
+        ["audit", "list", "--limit"],
         ["account", "list", "--json=yes"],
         ["account", "list", "--max-keys-per-account", "0"],
         ["account", "list", "--max-keys-per-account", "12abc"],
@@ -229,6 +229,55 @@ def test_serve_refuses_bad_settings_with_exit_2():
         eq(rc, 2, "exit of %r %r" % (args, env))
         check(word in err, err)
         eq(out, "", "nothing printed on stdout, no first run")
+
+
+def test_bad_input_exits_1():
+    """A bad value of an option or argument is bad input, exit 1, as
+    docs/operations.md ("Exit codes of the CLI") and the man page say; exit
+    2 is for wrong usage only (an unknown or missing option or argument)."""
+    acc = account("Bad input")
+    missing_acc = "acc_" + "0" * 22
+    password = "correct horse battery"
+    cases = [
+        (["audit", "list", "--limit", "0"], None, "--limit"),
+        (["audit", "list", "--limit", "10001"], None, "--limit"),
+        (["audit", "list", "--limit", "-1"], None, "--limit"),
+        (["audit", "list", "--limit", "ten"], None, "--limit"),
+        (["audit", "list", "--limit", "12abc"], None, "--limit"),
+        (["audit", "list", "--limit", ""], None, "--limit"),
+        (["key", "create", "--account", acc, "--name", "x", "--expires-at", "tomorrow"],
+         None, "expires_at"),
+        (["key", "create", "--account", acc, "--name", "x", "--expires-at",
+          "2001-01-01T00:00:00Z"], None, "expires_at"),
+        (["key", "create", "--account", acc, "--name", "x", "--expires-at", ""],
+         None, "expires_at"),
+        (["key", "create", "--account", acc, "--name", "x", "--env", "Prod"],
+         None, "environment"),
+        (["key", "create", "--account", acc, "--name", ""], None, "name"),
+        (["key", "create", "--account", "acc_nope", "--name", "x"], None, "account id"),
+        (["key", "create", "--account", missing_acc, "--name", "x"], None, "not found"),
+        (["key", "list", "--account", "acc_nope"], None, "account id"),
+        (["key", "list", "--account", missing_acc], None, "not found"),
+        (["key", "show", "--account", acc, "key_nope"], None, "key id"),
+        (["key", "show", "--account", acc, "key_" + "0" * 22], None, "not found"),
+        (["key", "delete", "--account", acc, "key_nope"], None, "key id"),
+        (["key", "delete", "--account", acc, "key_" + "0" * 22], None, "not found"),
+        (["account", "create", ""], None, "name"),
+        (["account", "show", "acc_nope"], None, "account id"),
+        (["account", "show", missing_acc], None, "not found"),
+        (["root-key", "create", "--name", ""], None, "name"),
+        (["root-key", "delete", "rk_" + "0" * 22], None, "not found"),
+        (["user", "add", "--account", acc, "--email", "not an email"], password + "\n", "email"),
+        (["user", "add", "--account", acc, "--email", "b@example.com"], "short\n", "password"),
+    ]
+    for args, stdin, word in cases:
+        rc, out, err = run(args, stdin=stdin)
+        eq(rc, 1, "exit of %s" % args)
+        check(err.startswith("keyward: ") and word in err,
+              "message of %s names %s: %r" % (args, word, err))
+        check("usage:" not in err, "no usage line for bad input %s: %r" % (args, err))
+        eq(out, "", "stdout of %s" % args)
+    eq(key_ids(acc), [], "bad input created no key")
 
 
 def test_global_options_before_and_after_command():

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Black-box tests of the keyward HTTP API (see shared/spec/API.md).
+"""Black-box tests of the keyward HTTP API (see src/http/openapi.json).
 
 Runs the built binary ($KEYWARD_BIN) as `keyward serve` on a free loopback
 port. Most tests share one server (each works in accounts of its own); the
@@ -384,6 +384,43 @@ def test_metrics_count_requests_and_hold_no_key():
     again, _ = metrics()
     eq(again["keyward_active_keys"] - after["keyward_active_keys"], -1, "active keys after delete")
 
+
+def test_verification_is_answered_from_memory():
+    """Repeated and forged keys never reach the store, and /metrics shows the index."""
+    import kwserver
+
+    acc = new_account("FromMemory")
+    keys = [new_key(acc, "mem %d" % i) for i in range(5)]
+    before, _ = metrics()
+    for _ in range(4):
+        for _key, secret in keys:
+            eq(verify(secret)["code"], "VALID", "a stored key")
+    for i in range(20):
+        forged = kwserver.forge_key("production" if i % 2 else "staging")
+        eq(verify(forged)["code"], "NOT_FOUND", "a forged key")
+    after, text = metrics()
+    eq(after["keyward_verify_store_lookups_total"], before["keyward_verify_store_lookups_total"],
+       "store lookups for 20 verifications and 20 forged keys")
+    check(after['keyward_verify_index_lookups_total{result="hit"}']
+          - before['keyward_verify_index_lookups_total{result="hit"}'] >= 40,
+          "hits for 40 verifications")
+    eq(after["keyward_verify_index_ready"], 1, "index ready")
+    check(after["keyward_verify_index_keys"] >= 5, "keys in the index")
+    check(after["keyward_verify_index_bytes"] > 0, "index bytes")
+    eq(after["keyward_change_feed_lag"], 0, "feed lag")
+    check(after["keyward_change_feed_position"] >= 5, "feed position")
+    # Each create and each delete is one change applied to the index, and
+    # nothing else: the verifications above changed nothing.
+    eq(after["keyward_verify_index_invalidations_total"],
+       before["keyward_verify_index_invalidations_total"], "changes applied by verifications")
+    expect(204, "DELETE", "/v1/accounts/%s/keys/%s" % (acc, keys[0][0]["id"]), root=True)
+    again, _ = metrics()
+    eq(again["keyward_verify_index_invalidations_total"]
+       - after["keyward_verify_index_invalidations_total"], 1, "changes applied for one delete")
+    eq(again["keyward_verify_index_keys"] - after["keyward_verify_index_keys"], -1,
+       "keys in the index after one delete")
+    for _key, secret in keys:
+        check(secret not in text, "metrics contain a key")
 
 # ---- accounts and credentials ----
 

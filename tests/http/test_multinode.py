@@ -33,6 +33,10 @@ from kwtest import check, eq, run_tests
 KEY_LIMIT = 25
 NODES = 3
 LAST_USED_MS = 200
+LEASE_MS = 1000  # node_lease_ms: the most a change waits for a frozen node
+# The documented bound (docs/cluster.md): one lease plus a margin of 5 % and
+# 10 ms; the slack covers the HTTP round trip and the writer's last poll.
+LEASE_BOUND_S = (LEASE_MS * 1.05 + 10) / 1000 + 0.5
 PG_CTL = os.environ.get("KEYWARD_TEST_PG_CTL") or None
 
 # ---- the cluster: three nodes on one database ----
@@ -41,7 +45,8 @@ PG_CTL = os.environ.get("KEYWARD_TEST_PG_CTL") or None
 class Cluster:
     def __init__(self):
         self.database, self.url = kwserver.create_database()
-        self.env = {"KEYWARD_LAST_USED_INTERVAL_MS": str(LAST_USED_MS)}
+        self.env = {"KEYWARD_LAST_USED_INTERVAL_MS": str(LAST_USED_MS),
+                    "KEYWARD_NODE_LEASE_MS": str(LEASE_MS)}
         self.nodes = []
         self.printed = []  # the first-run document of each node, or None
         self.killed = []  # nodes stopped with SIGKILL (not checked for a clean exit)
@@ -299,6 +304,138 @@ def test_delete_on_one_node_is_refused_by_the_others_at_once():
     eq(listing(ns[1], acc)["active_count"], 0, "keys left")
 
 
+def metric(node, name):
+    """The value of an unlabelled metric of node's /metrics."""
+    status, _, body = node.request("GET", "/metrics")
+    eq(status, 200, "/metrics on :%d" % node.port)
+    text = body.decode() if isinstance(body, bytes) else body
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("%s missing from /metrics of :%d" % (name, node.port))
+
+
+def wait_for_lease(node):
+    deadline = time.monotonic() + 10
+    while metric(node, "keyward_node_lease_held") != 1:
+        check(time.monotonic() < deadline, "node :%d holds no lease after 10 s" % node.port)
+        time.sleep(0.05)
+
+
+def test_verification_is_answered_from_memory_on_every_node():
+    ns = nodes()
+    acc = new_account(ns[0], "FromMemory")
+    keys = [new_key(ns[i % NODES], acc, "mem %d" % i) for i in range(6)]
+    for n in ns:
+        wait_for_lease(n)
+        before = metric(n, "keyward_verify_store_lookups_total")
+        conn = Conn(n)
+        try:
+            for _ in range(5):
+                for _key, secret in keys:
+                    eq(conn.verify(secret)["code"], "VALID", "verify on :%d" % n.port)
+            # Forged keys: well-formed, right checksum, stored nowhere.
+            for secret in (kwserver.forge_key("production"), kwserver.forge_key("staging")):
+                eq(conn.verify(secret)["code"], "NOT_FOUND", "a forged key on :%d" % n.port)
+        finally:
+            conn.close()
+        eq(metric(n, "keyward_verify_store_lookups_total"), before,
+           "store lookups of node :%d for 30 verifications and 2 forged keys" % n.port)
+        eq(metric(n, "keyward_verify_index_ready"), 1, "index ready on :%d" % n.port)
+
+
+def test_deletes_under_verify_load_leave_no_stale_valid():
+    """Node 0 deletes while nodes 1 and 2 verify the same keys as fast as they can."""
+    ns = nodes()
+    acc = new_account(ns[0], "DeleteUnderLoad")
+    keys = [new_key(ns[0], acc, "load %d" % i) for i in range(20)]
+    deleted_at = {}  # key id -> monotonic time the 204 arrived
+    answers = []  # (key id, monotonic time the request was sent, code)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(node, seed):
+        conn = Conn(node)
+        i = seed
+        mine = []
+        try:
+            while not stop.is_set():
+                key, secret = keys[i % len(keys)]
+                i += 1
+                sent = time.monotonic()
+                mine.append((key["id"], sent, conn.verify(secret)["code"]))
+        finally:
+            conn.close()
+            with lock:
+                answers.extend(mine)
+
+    threads = [threading.Thread(target=load, args=(ns[1 + t % 2], t * 7), daemon=True)
+               for t in range(4)]
+    for t in threads:
+        t.start()
+    latencies = []
+    conn = Conn(ns[0])
+    try:
+        time.sleep(0.3)
+        for key, _secret in keys:
+            t0 = time.monotonic()
+            status, _, _ = conn.req("DELETE", "/v1/accounts/%s/keys/%s" % (acc, key["id"]),
+                                    root=True)
+            done = time.monotonic()
+            eq(status, 204, "delete of %s" % key["id"])
+            deleted_at[key["id"]] = done
+            latencies.append((done - t0) * 1000)
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        conn.close()
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    stale = [(k, sent, code) for k, sent, code in answers
+             if code == "VALID" and sent > deleted_at[k]]
+    after = sum(1 for k, sent, _ in answers if sent > deleted_at[k])
+    latencies.sort()
+    print("# %d verifications on 2 nodes during %d deletes, %d of them sent after their "
+          "key's delete was answered: %d stale VALID; delete latency median %.1f ms, worst "
+          "%.1f ms" % (len(answers), len(keys), after, len(stale),
+                       latencies[len(latencies) // 2], latencies[-1]), flush=True)
+    check(after > 0, "no verification was sent after a delete: the load did not overlap")
+    eq(stale, [], "VALID answers to verifications sent after the delete was answered")
+
+
+def test_a_frozen_node_delays_a_delete_by_one_lease_at_most():
+    ns = nodes()
+    frozen = ns[2]
+    acc = new_account(ns[0], "Frozen")
+    key, secret = new_key(ns[0], acc)
+    wait_for_lease(frozen)
+    conn = Conn(frozen)
+    eq(conn.verify(secret)["code"], "VALID", "on the node about to freeze")
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        expect(ns[0], 204, "DELETE", "/v1/accounts/%s/keys/%s" % (acc, key["id"]))
+        took = time.monotonic() - t0
+        eq(ns[1].verify(secret)["code"], "NOT_FOUND", "on the third node")
+        # A second delete no longer waits for the frozen node: its lease ended.
+        key2, _ = new_key(ns[0], acc, "second")
+        t1 = time.monotonic()
+        expect(ns[0], 204, "DELETE", "/v1/accounts/%s/keys/%s" % (acc, key2["id"]))
+        took2 = time.monotonic() - t1
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+    print("# a frozen node held the delete back %.0f ms (bound %.0f ms); the next delete "
+          "took %.0f ms" % (took * 1000, LEASE_BOUND_S * 1000, took2 * 1000), flush=True)
+    check(took <= LEASE_BOUND_S, "the delete took %.2f s, past the documented bound" % took)
+    check(took2 < LEASE_MS / 2000, "the second delete waited %.2f s for a lapsed lease" % took2)
+    # Its first answer after SIGCONT, on the connection opened before the freeze.
+    eq(conn.verify(secret), {"valid": False, "code": "NOT_FOUND"},
+       "the first answer of the resumed node")
+    conn.close()
+    wait_for_lease(frozen)
+
+
 def test_last_used_from_every_node_reaches_the_key():
     ns = nodes()
     acc = new_account(ns[0], "LastUsed")
@@ -336,8 +473,13 @@ def test_database_stop_answers_503_then_recovers_without_restart():
     stopped = True
     try:
         t0 = time.monotonic()
+        # No change can commit while the database is down, so a node may go on
+        # answering from memory, but only until its lease ends: after that it
+        # cannot know what other nodes changed, and says so.
+        time.sleep(LEASE_BOUND_S)
         for n in ns:
             alive(n)
+            eq(metric(n, "keyward_node_lease_held"), 0, "lease of :%d, database down" % n.port)
             for method, path, body in (
                 ("POST", "/v1/keys/verify", {"key": secret}),
                 ("POST", "/v1/accounts/%s/keys" % acc, {"name": "while down"}),
@@ -370,6 +512,14 @@ def test_database_stop_answers_503_then_recovers_without_restart():
     recover_s = time.monotonic() - t0
     for n in ns:
         eq(n.verify(secret)["code"], "VALID", "after the restart, node :%d" % n.port)
+    # ... and the promise with them: a delete reaches every node at once.
+    gone, gone_secret = new_key(ns[0], acc, "deleted after the restart")
+    for n in ns:
+        wait_for_lease(n)
+    expect(ns[1], 204, "DELETE", "/v1/accounts/%s/keys/%s" % (acc, gone["id"]))
+    for n in ns:
+        eq(n.verify(gone_secret)["code"], "NOT_FOUND", "after the restart and a delete, :%d"
+           % n.port)
     eq(listing(ns[0], acc)["active_count"], len(keys), "keys after the failed creates")
     for i, n in enumerate(ns):
         new_key(n, acc, "after %d" % i)

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 
 BIN = os.path.abspath(os.environ.get("KEYWARD_BIN", "build/keyward"))
 START_TIMEOUT = 30
@@ -94,6 +95,27 @@ def _drop_dir_databases():
 
 
 atexit.register(_drop_dir_databases)
+
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _base62(n, width):
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        out.append(BASE62[r])
+    return "".join(reversed(out))
+
+
+def forge_key(environment="production", prefix="kw"):
+    """A well-formed key with a correct checksum that no store holds:
+    anyone can make one, so a verifier must answer it cheaply."""
+    secret = _base62(int.from_bytes(secrets.token_bytes(32), "big"), 43)
+    body = "%s_%s_%s" % (prefix, environment, secret)
+    return body + _base62(zlib.crc32(body.encode()), 6)
+
+
 
 
 class Server:

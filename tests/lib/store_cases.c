@@ -64,7 +64,7 @@ static kw_status add_key(kw_store *s, const char *id, const char *account_id, in
     kw_key k = make_key(id, account_id, expires_at);
     uint8_t hash[KW_HASH_BYTES];
     make_hash(hash, n);
-    return s->ops->key_insert(s, &k, hash, 1, limit, NOW, &cli_audit);
+    return s->ops->key_insert(s, &k, hash, 1, limit, NOW, &cli_audit, NULL);
 }
 
 size_t sc_audit_count(kw_store *s)
@@ -253,7 +253,7 @@ static void test_other_account_sees_nothing(void **state)
     size_t audits = sc_audit_count(s);
     kw_key k;
     assert_int_equal(s->ops->key_get(s, "acc_b", "key_1", &k), KW_ERR_NOT_FOUND);
-    assert_int_equal(s->ops->key_delete(s, "acc_b", "key_1", &cli_audit), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_delete(s, "acc_b", "key_1", &cli_audit, NULL), KW_ERR_NOT_FOUND);
     assert_int_equal(sc_audit_count(s), audits);
     assert_int_equal(s->ops->key_get(s, "acc_a", "key_1", &k), KW_OK);
     assert_int_equal(key_count(s, "acc_b"), 0);
@@ -265,7 +265,7 @@ static void test_delete(void **state)
     sc_add_account(s, "acc_a");
     assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 25), KW_OK);
     kw_audit au = {.at = NOW + 5, .actor = "user:usr_x", .action = "key.delete"};
-    assert_int_equal(s->ops->key_delete(s, "acc_a", "key_1", &au), KW_OK);
+    assert_int_equal(s->ops->key_delete(s, "acc_a", "key_1", &au, NULL), KW_OK);
     uint8_t hash[KW_HASH_BYTES];
     make_hash(hash, 1);
     kw_key k;
@@ -283,7 +283,7 @@ static void test_delete(void **state)
     kw_audit_list_free(&log);
 
     size_t audits = sc_audit_count(s);
-    assert_int_equal(s->ops->key_delete(s, "acc_a", "key_1", &au), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_delete(s, "acc_a", "key_1", &au, NULL), KW_ERR_NOT_FOUND);
     assert_int_equal(sc_audit_count(s), audits);
     /* The slot is free again, and so is the hash. */
     assert_int_equal(add_key(s, "key_2", "acc_a", 1, NEVER, 1), KW_OK);

@@ -177,7 +177,7 @@ static void test_processes(void **state)
     tu_config(&cfg, dir);
     assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
     kw_key_list list;
-    kw_service_key_list(svc, acc.id, &list, &err);
+    assert_int_equal(kw_service_key_list(svc, acc.id, &list, &err), KW_OK);
     assert_int_equal(list.count, LIMIT);
     kw_key_list_free(&list);
     kw_service_close(svc);

@@ -299,7 +299,7 @@ static void test_stopping_server_answers_or_closes_waiting_sign_ins(void **state
     assert_int_equal(kw_http_start(svc, &o, &srv, &err), KW_OK);
     int fds[SIGN_INS];
     for (int i = 0; i < SIGN_INS; i++) {
-        fds[i] = connect_to(kw_http_port(srv));
+        fds[i] = connect_to(srv->port);
         send_sign_in(fds[i], i);
     }
     /* Wait until they are in: one being checked, the others waiting for the budget. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/json_internal.h"
 
 static void test_key_object_has_the_api_fields_and_no_secret(void **state)
 {
@@ -96,6 +97,50 @@ static void test_wiping_allocator_round_trips(void **state)
     json_decref(j);
 }
 
+/* What the releases of test_wiping_allocator_wipes_what_it_frees saw. */
+static struct {
+    size_t blocks;
+    size_t bytes;
+    size_t nonzero; /* bytes that were not wiped */
+    size_t longest;
+} seen;
+
+static void look_then_free(void *block, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    seen.blocks++;
+    seen.bytes += len;
+    for (size_t i = 0; i < len; i++)
+        seen.nonzero += p[i] != 0;
+    if (len > seen.longest)
+        seen.longest = len;
+    free(block);
+}
+
+/* Every block jansson frees, the secret's copies among them, is zero when released. */
+static void test_wiping_allocator_wipes_what_it_frees(void **state)
+{
+    (void)state;
+    static const char secret[] = "kw_production_0gbstme5UF9UtDAA3P3okKsecretsecretsecretsecret";
+    kw_json_init();
+    kw_json_set_release(look_then_free);
+    memset(&seen, 0, sizeof seen);
+    json_t *j = kw_json_key_created(&(kw_key){.id = "key_1"}, secret);
+    assert_non_null(j);
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_non_null(s);
+    size_t dumped = strlen(s) + 1;
+    assert_non_null(strstr(s, secret));
+    kw_json_free(s);
+    json_decref(j);
+    kw_json_set_release(NULL);
+    /* The dump went through the release, and so did the document's blocks. */
+    assert_true(seen.longest >= dumped);
+    assert_true(seen.blocks >= 3);
+    assert_true(seen.bytes >= dumped + sizeof secret);
+    assert_int_equal(seen.nonzero, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -103,6 +148,7 @@ int main(void)
         cmocka_unit_test(test_invalid_verification_carries_no_ids),
         cmocka_unit_test(test_verify_text_equals_the_jansson_document),
         cmocka_unit_test(test_wiping_allocator_round_trips),
+        cmocka_unit_test(test_wiping_allocator_wipes_what_it_frees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

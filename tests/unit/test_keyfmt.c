@@ -120,11 +120,11 @@ static void test_bad_prefix_or_environment_cannot_be_generated(void **state)
 static void test_mask_shows_prefix_environment_and_eight_characters(void **state)
 {
     (void)state;
-    char key[KW_KEY_BUFSZ], masked[48];
+    char key[KW_KEY_BUFSZ], masked[KW_MASKED_BUFSZ];
     kw_keyfmt_generate("kw", "staging", key);
     size_t len = strlen(key);
     kw_keyfmt_mask(key, len, masked);
-    char expect[48];
+    char expect[KW_MASKED_BUFSZ];
     snprintf(expect, sizeof expect, "kw_staging_%.4s\xe2\x80\xa6%s", key + 11, key + len - 4);
     assert_string_equal(masked, expect);
     /* The masked form is not a key and holds no run of the secret longer than 4. */

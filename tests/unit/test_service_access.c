@@ -122,7 +122,9 @@ static void test_root_key_lifecycle(void **state)
     assert_int_equal(r.code, KW_VERIFY_NOT_FOUND);
     kw_key k;
     char key[KW_KEY_BUFSZ];
-    kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, KW_TIME_NONE, &k, key, &err);
+    assert_int_equal(
+        kw_service_key_create(f->svc, "test", f->acc.id, "k", NULL, KW_TIME_NONE, &k, key, &err),
+        KW_OK);
     assert_int_equal(kw_service_root_key_authenticate(f->svc, key, strlen(key), &who, &err),
                      KW_ERR_UNAUTHORIZED);
 
@@ -182,9 +184,10 @@ static void test_audit_log_records_who_did_what_without_secrets(void **state)
     kw_key k;
     char secret[KW_KEY_BUFSZ];
     kw_error err;
-    kw_service_key_create(f->svc, "root_key:rk_x", f->acc.id, "Vendor A", "staging", KW_TIME_NONE,
-                          &k, secret, &err);
-    kw_service_key_delete(f->svc, "user:usr_y", f->acc.id, k.id, &err);
+    assert_int_equal(kw_service_key_create(f->svc, "root_key:rk_x", f->acc.id, "Vendor A",
+                                           "staging", KW_TIME_NONE, &k, secret, &err),
+                     KW_OK);
+    assert_int_equal(kw_service_key_delete(f->svc, "user:usr_y", f->acc.id, k.id, &err), KW_OK);
     kw_audit_list log;
     assert_int_equal(kw_service_audit_list(f->svc, NULL, 100, &log, &err), KW_OK);
     assert_int_equal(log.count, 3);

@@ -441,7 +441,8 @@ static void test_restore_migrates_an_older_schema(void **state)
     make_db(f->db, a);
     assert_int_equal(kw_sqlite_backup(f->db, f->backup, &info, &err), KW_OK);
     /* What a backup of schema version 1 looks like. */
-    raw_exec(f->backup, "DROP TABLE sessions; DROP TABLE pepper_checks;"
+    raw_exec(f->backup, "DROP TABLE nodes; DROP TABLE feed_head; DROP TABLE key_changes;"
+                        "DROP TABLE sessions; DROP TABLE pepper_checks;"
                         "DELETE FROM schema_migrations WHERE version > 1;");
     int version;
     assert_int_equal(kw_sqlite_backup_check(f->backup, &version, &err), KW_OK);
