@@ -167,11 +167,23 @@ static void *on_feed(void *arg)
 {
     kw_keysync *ks = arg;
     int refused = 0;
+    bool left = false;
     while (!atomic_load(&ks->stopping)) {
         pthread_mutex_lock(&ks->mu);
         kw_status st = ks->index ? catch_up(ks) : KW_OK;
         int64_t applied = atomic_load(&ks->applied);
+        bool overflow = ks->overflow;
         pthread_mutex_unlock(&ks->mu);
+        if (overflow) {
+            /* The store answers for this node from now on: it gives its
+             * lease back, so that no writer waits for it. */
+            if (!left) {
+                atomic_store(&ks->deadline, 0);
+                left = ks->store->ops->node_leave(ks->store, ks->node_id) == KW_OK;
+            }
+            sleep_ms(ks->lease_ms / 4);
+            continue;
+        }
         if (st != KW_OK) {
             sleep_ms(RETRY_MS);
             continue;
