@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NOW   ((int64_t)1700000000)
 #define NEVER KW_TIME_NONE
@@ -915,6 +916,51 @@ static void test_key_scan_is_one_snapshot(void **state)
 }
 
 /* The resident set of this process in bytes (0 when unknown). */
+
+static long resident_bytes(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    if (f)
+        fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+typedef struct {
+    long rows;
+    long base;
+    long peak;
+} big_scan;
+
+static kw_status on_big_row(void *ctx, const kw_key_row *row)
+{
+    (void)row;
+    big_scan *b = ctx;
+    if (++b->rows % 10000 == 0) {
+        long grown = resident_bytes() - b->base;
+        if (grown > b->peak)
+            b->peak = grown;
+    }
+    return KW_OK;
+}
+
+void sc_scan_many(kw_store *s, long keys, long rss_limit)
+{
+    big_scan b = {.base = resident_bytes()};
+    int64_t head = -1;
+    assert_int_equal(s->ops->key_scan(s, on_big_row, &b, &head), KW_OK);
+    assert_int_equal(b.rows, keys);
+    assert_int_equal(head, 0);
+    fprintf(stderr, "# scan of %ld keys: resident set grew by at most %ld KiB\n", keys,
+            b.peak / 1024);
+#ifndef __SANITIZE_ADDRESS__ /* its quarantine keeps freed batches resident */
+    assert_true(b.peak < rss_limit);
+#else
+    (void)rss_limit;
+#endif
+}
 
 size_t sc_cases(struct CMUnitTest *out, CMFixtureFunction setup, CMFixtureFunction teardown,
                 void (*old_key)(void **state))

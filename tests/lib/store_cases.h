@@ -40,6 +40,12 @@ extern const kw_audit sc_feed_audit;
 /* Inserts key `id` of acc_a with hash n and pepper version 2, its change recorded at `at`. */
 kw_status sc_feed_key(kw_store *s, const char *id, int n, int64_t at, int64_t *seq);
 
+/*
+ * Scans the store, which holds `keys` keys and no feed entry, as a stream:
+ * every row comes, and the resident set grows by less than rss_limit bytes.
+ */
+void sc_scan_many(kw_store *s, long keys, long rss_limit);
+
 /* A hash of its own for each n below 2^24. */
 void sc_feed_hash(uint8_t hash[KW_HASH_BYTES], int n);
 

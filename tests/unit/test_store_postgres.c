@@ -441,35 +441,6 @@ static void insert_old_key(void **state)
                    "'m', " OLD_HASH ", 1, 1700000000)");
 }
 
-static long resident_bytes(void)
-{
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2)
-        resident = 0;
-    if (f)
-        fclose(f);
-    return resident * sysconf(_SC_PAGESIZE);
-}
-
-typedef struct {
-    long rows;
-    long base;
-    long peak;
-} big_scan;
-
-static kw_status on_big_row(void *ctx, const kw_key_row *row)
-{
-    (void)row;
-    big_scan *b = ctx;
-    if (++b->rows % 10000 == 0) {
-        long grown = resident_bytes() - b->base;
-        if (grown > b->peak)
-            b->peak = grown;
-    }
-    return KW_OK;
-}
-
 /* Many keys are scanned as a stream: memory does not grow with them. */
 static void test_key_scan_of_many_keys(void **state)
 {
@@ -477,16 +448,7 @@ static void test_key_scan_of_many_keys(void **state)
     kw_store *s = f->store;
     sc_add_account(s, "acc_a");
     raw_ok(f, MANY_KEYS);
-    big_scan b = {.base = resident_bytes()};
-    int64_t head = -1;
-    assert_int_equal(s->ops->key_scan(s, on_big_row, &b, &head), KW_OK);
-    assert_int_equal(b.rows, SCAN_KEYS);
-    assert_int_equal(head, 0);
-    fprintf(stderr, "# scan of %d keys: resident set grew by at most %ld KiB\n", SCAN_KEYS,
-            b.peak / 1024);
-#ifndef __SANITIZE_ADDRESS__ /* its quarantine keeps freed batches resident */
-    assert_true(b.peak < SCAN_RSS_LIMIT);
-#endif
+    sc_scan_many(s, SCAN_KEYS, SCAN_RSS_LIMIT);
 }
 
 /* ---- node leases and the feed's wake-up (PostgreSQL only) ---- */
