@@ -22,6 +22,14 @@
 #define KW_EMAIL_BUFSZ  (KW_EMAIL_MAX + 1)
 #define KW_ACTOR_BUFSZ  64
 #define KW_HASH_BYTES   32
+/* A key's metadata: a JSON object of at most 16 members, serialized
+ * compactly in at most 1 KiB (core/validate.h checks it). */
+#define KW_METADATA_MAX     1024
+#define KW_METADATA_BUFSZ   (KW_METADATA_MAX + 1)
+#define KW_METADATA_MEMBERS 16
+#define KW_SOURCE_IP_BUFSZ  46 /* INET6_ADDRSTRLEN */
+/* Keys expiring within this many seconds are "expiring" (kw_key_state). */
+#define KW_EXPIRING_SOON_S (7 * 86400)
 
 /*
  * Times are Unix seconds, UTC. An optional time that is absent (a key that
@@ -49,6 +57,10 @@ typedef struct {
     int64_t created_at;
     int64_t last_used_at; /* KW_TIME_NONE: never used */
     int64_t expires_at;   /* KW_TIME_NONE: never expires */
+    bool enabled;         /* false: verification answers DISABLED */
+    char rolled_from[KW_ID_BUFSZ]; /* the key this one replaced by a roll; "" none */
+    char rolled_to[KW_ID_BUFSZ];   /* the key that replaced this one; "" none */
+    char metadata[KW_METADATA_BUFSZ]; /* compact JSON object text; "" none */
 } kw_key;
 
 typedef struct {
@@ -82,6 +94,7 @@ typedef struct {
     char account_id[KW_ID_BUFSZ];
     char key_id[KW_ID_BUFSZ];
     char key_name[KW_NAME_BUFSZ];
+    char source_ip[KW_SOURCE_IP_BUFSZ]; /* "" when not known (the CLI) */
 } kw_audit_entry;
 
 /*
@@ -115,8 +128,22 @@ typedef struct {
     size_t count;
 } kw_audit_list;
 
-/* True when key k still verifies at `now`: it never expires, or expires later. */
+/* True when key k is unexpired at `now`: it never expires, or expires later.
+ * A disabled key is active in this sense: it still occupies its slot. */
 bool kw_key_active(const kw_key *k, int64_t now);
+
+/* What the console and the key object's "status" show. */
+typedef enum {
+    KW_KEY_ACTIVE = 0,
+    KW_KEY_EXPIRING, /* unexpired, and rolled (in its grace period) or expiring
+                        within KW_EXPIRING_SOON_S */
+    KW_KEY_EXPIRED,
+    KW_KEY_DISABLED, /* disabled and unexpired */
+} kw_key_state_code;
+
+kw_key_state_code kw_key_state(const kw_key *k, int64_t now);
+/* "active", "expiring", "expired", "disabled" */
+const char *kw_key_state_name(kw_key_state_code state);
 
 void kw_account_list_free(kw_account_list *list);
 void kw_key_list_free(kw_key_list *list);
@@ -130,6 +157,7 @@ typedef enum {
     KW_VERIFY_NOT_FOUND,
     KW_VERIFY_EXPIRED,
     KW_VERIFY_ENVIRONMENT_MISMATCH,
+    KW_VERIFY_DISABLED,
 } kw_verify_code;
 
 typedef struct {

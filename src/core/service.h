@@ -45,6 +45,7 @@ typedef struct {
                                   for a silent node; 2000 */
     int session_idle_s;        /* a console session ends after this long unused; 1800 */
     int session_absolute_s;    /* and after this long in any case; 43200 */
+    int audit_retention_days;  /* audit entries older than this are pruned; 0: keep all */
     int64_t (*clock)(void);    /* Unix seconds; NULL: the system clock (tests set it) */
 } kw_config;
 
@@ -125,6 +126,76 @@ kw_status kw_service_key_list(kw_service *svc, const char *account_id, kw_key_li
                               kw_error *err);
 kw_status kw_service_key_get(kw_service *svc, const char *account_id, const char *key_id,
                              kw_key *out, kw_error *err);
+/*
+ * ---- The key lifecycle (roll, disable, rename, expiry, metadata, revoke all) ----
+ *
+ * Every change below commits with its audit entry and its change-feed
+ * entries in one transaction and, like a delete, returns only once every
+ * serving node answers with it (core/keysync.h: kw_keysync_settle).
+ */
+
+/* What a create sets. name is required; the rest may be NULL/KW_TIME_NONE. */
+typedef struct {
+    const char *name;
+    const char *environment; /* NULL: "production" */
+    int64_t expires_at;      /* KW_TIME_NONE: never; else later than now, <= KW_TIME_MAX */
+    const char *metadata;    /* a JSON object's text (kw_validate_metadata); NULL or "": none */
+} kw_key_spec;
+
+/* kw_service_key_create with metadata; the same rules otherwise. */
+kw_status kw_service_key_create_spec(kw_service *svc, const char *actor, const char *account_id,
+                                     const kw_key_spec *spec, kw_key *out,
+                                     char secret[KW_KEY_BUFSZ], kw_error *err);
+
+/* What a PATCH changes: the members whose has_ flag is set, nothing else. */
+typedef struct {
+    bool has_name;
+    const char *name;
+    bool has_enabled;
+    bool enabled;
+    bool has_expires_at;
+    int64_t expires_at; /* KW_TIME_NONE clears it; else later than now, <= KW_TIME_MAX */
+    bool has_metadata;
+    const char *metadata; /* a JSON object's text; NULL or "" clears it */
+} kw_key_patch;
+
+/*
+ * Applies patch to the key (KW_ERR_INVALID for a bad value, and nothing
+ * changes; a patch that sets nothing is KW_ERR_INVALID too). *out receives
+ * the key as it now is. Audit actions: key.disable, key.enable, key.rename,
+ * key.expiry, key.metadata, or key.update when a patch changes several.
+ */
+kw_status kw_service_key_update(kw_service *svc, const char *actor, const char *account_id,
+                                const char *key_id, const kw_key_patch *patch, kw_key *out,
+                                kw_error *err);
+
+#define KW_ROLL_GRACE_DEFAULT_S 86400
+#define KW_ROLL_GRACE_MAX_S     (30 * 86400)
+
+/*
+ * Rolls a key: creates its replacement (same name, environment and
+ * metadata, enabled, expiring after as long as the old key's lifetime was
+ * when it had one) whose plaintext goes to `secret` once, and makes the
+ * old key expire grace_s seconds from now (0 to KW_ROLL_GRACE_MAX_S; sooner
+ * if it expired sooner anyway). The two are linked (rolled_to,
+ * rolled_from). The limit is not checked: a roll never leaves an account
+ * without a working key, so during the grace period the account may hold
+ * one key over its limit. KW_ERR_KEY_STATE for an expired, disabled or
+ * already rolled key. *new_key and *previous receive both keys as they now are.
+ */
+kw_status kw_service_key_roll(kw_service *svc, const char *actor, const char *account_id,
+                              const char *key_id, int64_t grace_s, kw_key *new_key,
+                              char secret[KW_KEY_BUFSZ], kw_key *previous, kw_error *err);
+
+/*
+ * Deletes every key of the account in `environment` (NULL: all
+ * environments) in one transaction, each with its audit entry
+ * (key.revoke); *revoked receives how many. Like a delete, no node
+ * verifies any of them once this returns.
+ */
+kw_status kw_service_key_revoke_all(kw_service *svc, const char *actor, const char *account_id,
+                                    const char *environment, int *revoked, kw_error *err);
+
 /* Deletes permanently: once this returns KW_OK the key never verifies again. */
 kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *account_id,
                                 const char *key_id, kw_error *err);
@@ -218,6 +289,31 @@ kw_status kw_service_session_delete(kw_service *svc, const char *token, size_t l
 
 kw_status kw_service_audit_list(kw_service *svc, const char *account_id, size_t limit,
                                 kw_audit_list *out, kw_error *err);
+
+#define KW_AUDIT_PAGE_MAX 200
+
+/*
+ * One page of an account's activity, newest first: entries older than
+ * position `before` (0: from the newest), at most limit (1 to
+ * KW_AUDIT_PAGE_MAX). *next is the position to ask for next (the oldest
+ * entry's seq), or 0 when there is nothing older. Pages are cut by
+ * position, so entries that arrive while a reader pages never shift it:
+ * no gap, no repeat.
+ */
+kw_status kw_service_audit_page(kw_service *svc, const char *account_id, int64_t before,
+                                size_t limit, kw_audit_list *out, int64_t *next, kw_error *err);
+
+/*
+ * The client address the calling thread's next changes record in their
+ * audit entries (source_ip), until set again; NULL or "" clears it. The
+ * HTTP layer sets it per request; the CLI never does.
+ */
+void kw_service_set_source_ip(const char *ip);
+
+/* Removes audit entries older than `before` (Unix seconds): the retention
+ * setting audit_retention_days, applied by the service's maintenance. */
+kw_status kw_service_audit_prune(kw_service *svc, int64_t before, int64_t *removed,
+                                 kw_error *err);
 
 /* Writes the pending last-used times now (the service also does it on its own). */
 kw_status kw_service_flush_last_used(kw_service *svc);

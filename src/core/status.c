@@ -24,6 +24,8 @@ static const kw_status_row rows[] = {
     [KW_ERR_UNAVAILABLE] = {"unavailable", "The store is unavailable; nothing was changed.", 503,
                             KW_CLI_EXIT_FAIL},
     [KW_ERR_INTERNAL] = {"internal", "An internal error occurred.", 500, KW_CLI_EXIT_FAIL},
+    [KW_ERR_KEY_STATE] = {"key_state", "The key cannot be changed that way in its present state.",
+                          409, KW_CLI_EXIT_FAIL},
 };
 
 /* A status added to the enum without a row here fails the build. */

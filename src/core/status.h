@@ -21,6 +21,8 @@ typedef enum {
     KW_ERR_FORBIDDEN,    /* valid credential, not allowed here */
     KW_ERR_UNAVAILABLE,  /* the store is unreachable or busy past its timeout */
     KW_ERR_INTERNAL,     /* a bug or an unexpected store failure */
+    KW_ERR_KEY_STATE,    /* the key's state refuses the change (roll an expired,
+                            rolled or disabled key) */
     KW_STATUS_COUNT      /* not a status: how many there are */
 } kw_status;
 

@@ -37,4 +37,14 @@ kw_status kw_validate_email(const char *in, char out[KW_EMAIL_BUFSZ], kw_error *
 /* Checks an id of the given kind ("acc", "key", "usr", "rk") as a path parameter. */
 kw_status kw_validate_id(const char *id, const char *kind, const char *field, kw_error *err);
 
+/*
+ * Checks a key's metadata, given as JSON text: an object of at most
+ * KW_METADATA_MEMBERS members named [a-z][a-z0-9_]{0,31}, each a string,
+ * a number or a boolean (no null, array or object), at most
+ * KW_METADATA_MAX bytes once serialized compactly. Writes that compact
+ * form, members in their given order, to out. The message names the
+ * member at fault.
+ */
+kw_status kw_validate_metadata(const char *text, char out[KW_METADATA_BUFSZ], kw_error *err);
+
 #endif
