@@ -82,12 +82,34 @@ json_t *kw_json_account(const kw_account *a)
                      time_or_null(a->created_at), "key_limit", a->key_limit);
 }
 
+/* A key's metadata (compact JSON object text) as an object; null when it has none. */
+static json_t *metadata_or_null(const char *text)
+{
+    if (!text || !*text)
+        return json_null();
+    json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return json_null();
+    }
+    return doc;
+}
+
+static json_t *string_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
 json_t *kw_json_key(const kw_key *k)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "id", k->id, "account_id",
-                     k->account_id, "name", k->name, "environment", k->environment, "masked",
-                     k->masked, "created_at", time_or_null(k->created_at), "last_used_at",
-                     time_or_null(k->last_used_at), "expires_at", time_or_null(k->expires_at));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:s, s:o, s:o, s:o}", "id",
+                     k->id, "account_id", k->account_id, "name", k->name, "environment",
+                     k->environment, "masked", k->masked, "created_at", time_or_null(k->created_at),
+                     "last_used_at", time_or_null(k->last_used_at), "expires_at",
+                     time_or_null(k->expires_at), "enabled", k->enabled, "status",
+                     kw_key_state_name(kw_key_state(k, kw_time_now())), "rolled_from",
+                     string_or_null(k->rolled_from), "rolled_to", string_or_null(k->rolled_to),
+                     "metadata", metadata_or_null(k->metadata));
 }
 
 json_t *kw_json_root_key(const kw_root_key *rk)
@@ -103,17 +125,12 @@ json_t *kw_json_user(const kw_user *u)
                      u->account_id, "created_at", time_or_null(u->created_at));
 }
 
-static json_t *string_or_null(const char *s)
-{
-    return s && *s ? json_string(s) : json_null();
-}
-
 json_t *kw_json_audit_entry(const kw_audit_entry *e)
 {
-    return json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:o}", "seq", (json_int_t)e->seq, "at",
+    return json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:o, s:o}", "seq", (json_int_t)e->seq, "at",
                      time_or_null(e->at), "actor", e->actor, "action", e->action, "account_id",
                      string_or_null(e->account_id), "key_id", string_or_null(e->key_id), "key_name",
-                     string_or_null(e->key_name));
+                     string_or_null(e->key_name), "source_ip", string_or_null(e->source_ip));
 }
 
 json_t *kw_json_key_list(const kw_key_list *list)
@@ -135,9 +152,15 @@ json_t *kw_json_verify_result(const kw_verify_result *r)
 {
     if (r->code != KW_VERIFY_VALID)
         return json_pack("{s:b, s:s}", "valid", 0, "code", kw_verify_code_name(r->code));
-    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "valid", 1, "code", "VALID", "account_id",
-                     r->key.account_id, "key_id", r->key.id, "name", r->key.name, "environment",
-                     r->key.environment);
+    json_t *doc = json_pack("{s:b, s:s, s:s, s:s, s:s, s:s}", "valid", 1, "code", "VALID",
+                            "account_id", r->key.account_id, "key_id", r->key.id, "name",
+                            r->key.name, "environment", r->key.environment);
+    if (doc && r->key.metadata[0] &&
+        json_object_set_new(doc, "metadata", metadata_or_null(r->key.metadata)) != 0) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
 }
 
 /* The letter of a two-character escape (\n, \", ...) for c, or 0. */
@@ -211,7 +234,11 @@ size_t kw_json_verify_text(const kw_verify_result *r, char *out, size_t size)
              put_escaped(&p, end, r->key.account_id) && put_raw(&p, end, "\",\"key_id\":\"") &&
              put_escaped(&p, end, r->key.id) && put_raw(&p, end, "\",\"name\":\"") &&
              put_escaped(&p, end, r->key.name) && put_raw(&p, end, "\",\"environment\":\"") &&
-             put_escaped(&p, end, r->key.environment) && put_raw(&p, end, "\"}");
+             put_escaped(&p, end, r->key.environment) && put_raw(&p, end, "\"");
+        /* The metadata is stored as jansson's compact text already. */
+        if (ok && r->key.metadata[0])
+            ok = put_raw(&p, end, ",\"metadata\":") && put_raw(&p, end, r->key.metadata);
+        ok = ok && put_raw(&p, end, "}");
     }
     if (!ok || p >= end)
         return 0;

@@ -22,6 +22,7 @@ void kw_json_init(void);
 void kw_json_free(void *p);
 
 json_t *kw_json_account(const kw_account *a);
+/* A key, with its "status" (kw_key_state) at the system clock's now. */
 json_t *kw_json_key(const kw_key *k);
 json_t *kw_json_root_key(const kw_root_key *rk);
 json_t *kw_json_user(const kw_user *u);
@@ -29,6 +30,7 @@ json_t *kw_json_audit_entry(const kw_audit_entry *e);
 /* {"keys": [...], "active_count": N, "key_limit": N} */
 json_t *kw_json_key_list(const kw_key_list *list);
 /* {"valid": true, "code": "VALID", "account_id", "key_id", "name", "environment"}
+ * (and "metadata", an object, when the key has metadata)
  * or {"valid": false, "code": "..."} */
 json_t *kw_json_verify_result(const kw_verify_result *r);
 /*

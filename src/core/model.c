@@ -60,6 +60,8 @@ const char *kw_verify_code_name(kw_verify_code code)
         return "EXPIRED";
     case KW_VERIFY_ENVIRONMENT_MISMATCH:
         return "ENVIRONMENT_MISMATCH";
+    case KW_VERIFY_DISABLED:
+        return "DISABLED";
     }
     return "MALFORMED";
 }

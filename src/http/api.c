@@ -91,6 +91,8 @@ void kw_http_key_create(kw_http_req *req)
         {"name", KW_FIELD_STRING, true},
         {"environment", KW_FIELD_STRING, false},
         {"expires_at", KW_FIELD_STRING_OR_NULL, false},
+        {"expires_in", KW_FIELD_INTEGER, false},
+        {"metadata", KW_FIELD_OBJECT_OR_NULL, false},
         {NULL, 0, false},
     };
     json_t *body = kw_http_read_json(req, fields);
@@ -100,16 +102,39 @@ void kw_http_key_create(kw_http_req *req)
     /* Absent and null both mean "never", which no time can be mistaken for. */
     int64_t expires_at = KW_TIME_NONE;
     const char *expiry = kw_http_string(body, "expires_at");
-    if (expiry && kw_time_parse(expiry, "expires_at", &expires_at, &err) != KW_OK) {
-        json_decref(body);
-        kw_http_reply_failure(req, &err);
-        return;
+    const json_t *expires_in = json_object_get(body, "expires_in");
+    char metadata[KW_METADATA_BUFSZ];
+    if (expires_in && json_object_get(body, "expires_at")) {
+        kw_http_reply_error(req, 400, "Give expires_at or expires_in, not both.");
+        goto done;
     }
+    if (expiry && kw_time_parse(expiry, "expires_at", &expires_at, &err) != KW_OK) {
+        kw_http_reply_failure(req, &err);
+        goto done;
+    }
+    if (expires_in) {
+        int64_t now = kw_service_now(req->srv->svc);
+        json_int_t s = json_integer_value(expires_in);
+        if (s < 1 || s > KW_TIME_MAX - now) {
+            kw_http_reply_error(req, 400,
+                                "\"expires_in\" must be a whole number of seconds from 1 to "
+                                "the end of year 9999.");
+            goto done;
+        }
+        expires_at = now + (int64_t)s;
+    }
+    if (!kw_http_metadata(req, json_object_get(body, "metadata"), metadata))
+        goto done;
+    const kw_key_spec spec = {
+        .name = kw_http_string(body, "name"),
+        .environment = kw_http_string(body, "environment"),
+        .expires_at = expires_at,
+        .metadata = metadata,
+    };
     kw_key key;
     char secret[KW_KEY_BUFSZ];
-    if (kw_service_key_create(req->srv->svc, req->actor, req->param[0],
-                              kw_http_string(body, "name"), kw_http_string(body, "environment"),
-                              expires_at, &key, secret, &err) == KW_OK) {
+    if (kw_service_key_create_spec(req->srv->svc, req->actor, req->param[0], &spec, &key, secret,
+                                   &err) == KW_OK) {
         json_t *doc = kw_json_key_created(&key, secret);
         sodium_memzero(secret, sizeof secret);
         if (doc)
@@ -119,8 +144,10 @@ void kw_http_key_create(kw_http_req *req)
                                 "The key was created but could not be shown; delete it and "
                                 "create another.");
     } else {
+        sodium_memzero(secret, sizeof secret);
         kw_http_reply_failure(req, &err);
     }
+done:
     json_decref(body);
 }
 
@@ -227,7 +254,17 @@ void kw_http_auth_request(kw_http_req *req)
         kw_http_reply_header(req, "X-Keyward-Account-Id", result.key.account_id);
         kw_http_reply_header(req, "X-Keyward-Key-Id", result.key.id);
         kw_http_reply_header(req, "X-Keyward-Environment", result.key.environment);
+        if (result.key.metadata[0]) {
+            /* Base64url: a header value the proxy passes on as it is (docs/nginx.md). */
+            char encoded[sodium_base64_ENCODED_LEN(KW_METADATA_MAX,
+                                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+            sodium_bin2base64(encoded, sizeof encoded, (const unsigned char *)result.key.metadata,
+                              strlen(result.key.metadata),
+                              sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+            kw_http_reply_header(req, "X-Keyward-Metadata", encoded);
+        }
     } else {
+        /* A disabled key is refused like any other that is not valid; its code says why. */
         kw_http_reply_error(req, 401, "The API key is not valid.");
     }
     kw_http_reply_header(req, "X-Keyward-Code", kw_verify_code_name(result.code));

@@ -55,6 +55,40 @@ static const kw_http_field *find_field(const kw_http_field *fields, const char *
     return NULL;
 }
 
+static bool type_ok(kw_field_type type, const json_t *value)
+{
+    switch (type) {
+    case KW_FIELD_STRING:
+        return json_is_string(value);
+    case KW_FIELD_STRING_OR_NULL:
+        return json_is_string(value) || json_is_null(value);
+    case KW_FIELD_INTEGER:
+        return json_is_integer(value);
+    case KW_FIELD_BOOLEAN:
+        return json_is_boolean(value);
+    case KW_FIELD_OBJECT_OR_NULL:
+        return json_is_object(value) || json_is_null(value);
+    }
+    return false;
+}
+
+static const char *type_name(kw_field_type type)
+{
+    switch (type) {
+    case KW_FIELD_STRING:
+        return "a string";
+    case KW_FIELD_STRING_OR_NULL:
+        return "a string or null";
+    case KW_FIELD_INTEGER:
+        return "an integer";
+    case KW_FIELD_BOOLEAN:
+        return "true or false";
+    case KW_FIELD_OBJECT_OR_NULL:
+        return "an object or null";
+    }
+    return "of another type";
+}
+
 static bool check_members(kw_http_req *req, const json_t *obj, const kw_http_field *fields)
 {
     char message[128];
@@ -71,11 +105,8 @@ static bool check_members(kw_http_req *req, const json_t *obj, const kw_http_fie
             kw_http_reply_error(req, 400, message);
             return false;
         }
-        bool ok =
-            json_is_string(value) || (f->type == KW_FIELD_STRING_OR_NULL && json_is_null(value));
-        if (!ok) {
-            snprintf(message, sizeof message, "\"%s\" must be a string%s.", f->name,
-                     f->type == KW_FIELD_STRING_OR_NULL ? " or null" : "");
+        if (!type_ok(f->type, value)) {
+            snprintf(message, sizeof message, "\"%s\" must be %s.", f->name, type_name(f->type));
             kw_http_reply_error(req, 400, message);
             return false;
         }
@@ -213,6 +244,8 @@ static bool read_plain(kw_http_req *req, const kw_http_field *fields, kw_http_va
             f++;
         if (f == count || values[f].present)
             return false;
+        if (fields[f].type != KW_FIELD_STRING && fields[f].type != KW_FIELD_STRING_OR_NULL)
+            return false; /* not a string: the parser reads it */
         p = skip_ws(p, end);
         if (p == end || *p++ != ':')
             return false;
@@ -280,4 +313,55 @@ bool kw_http_read_values(kw_http_req *req, const kw_http_field *fields, kw_http_
 const char *kw_http_string(const json_t *body, const char *name)
 {
     return json_string_value(json_object_get(body, name));
+}
+
+/* ---- query parameters ---- */
+
+typedef struct {
+    const char *const *allowed;
+    const char *name;
+    const char *value;
+    unsigned counts[8]; /* how often each allowed name appears */
+    bool unknown;
+} query_scan;
+
+static enum MHD_Result scan_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)value_size;
+    query_scan *q = cls;
+    size_t i = 0;
+    while (q->allowed[i] &&
+           (strlen(q->allowed[i]) != key_size || memcmp(q->allowed[i], key, key_size) != 0))
+        i++;
+    if (!q->allowed[i] || i >= sizeof q->counts / sizeof q->counts[0]) {
+        q->unknown = true;
+        return MHD_NO;
+    }
+    q->counts[i]++;
+    if (strcmp(q->allowed[i], q->name) == 0)
+        q->value = value ? value : "";
+    return MHD_YES;
+}
+
+const char *kw_http_query(kw_http_req *req, const char *name, const char *const *allowed, bool *bad)
+{
+    query_scan q = {.allowed = allowed, .name = name};
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, scan_param, &q);
+    *bad = true;
+    if (q.unknown) {
+        kw_http_reply_error(req, 400, "The query has an unknown parameter.");
+        return NULL;
+    }
+    for (size_t i = 0; allowed[i]; i++) {
+        if (q.counts[i] > 1) {
+            char message[96];
+            snprintf(message, sizeof message, "The query names \"%s\" twice.", allowed[i]);
+            kw_http_reply_error(req, 400, message);
+            return NULL;
+        }
+    }
+    *bad = false;
+    return q.value;
 }

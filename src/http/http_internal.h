@@ -28,7 +28,7 @@
 
 #define KW_HTTP_MAX_PARAMS   2
 #define KW_HTTP_FLIGHT_SLOTS 8
-#define KW_HTTP_VERIFY_CODES 5 /* kw_verify_code values */
+#define KW_HTTP_VERIFY_CODES 6 /* kw_verify_code values */
 
 typedef struct kw_http_req kw_http_req;
 typedef void (*kw_http_handler)(kw_http_req *req);
@@ -192,6 +192,9 @@ void kw_http_reply_unshare(kw_http_req *req);
 typedef enum {
     KW_FIELD_STRING,         /* a JSON string */
     KW_FIELD_STRING_OR_NULL, /* a string, or null for "absent" */
+    KW_FIELD_INTEGER,        /* a JSON integer (not 1.0, not "1") */
+    KW_FIELD_BOOLEAN,        /* true or false */
+    KW_FIELD_OBJECT_OR_NULL, /* an object, or null */
 } kw_field_type;
 
 typedef struct {
@@ -230,6 +233,14 @@ bool kw_http_read_values(kw_http_req *req, const kw_http_field *fields, kw_http_
 /* A string member of a checked body, or NULL when absent or null. */
 const char *kw_http_string(const json_t *body, const char *name);
 
+/*
+ * The query parameter name (as sent: never unescaped), or NULL. Replies
+ * 400 and sets *bad when the query has a parameter not among allowed
+ * (NULL-terminated) or one of them twice.
+ */
+const char *kw_http_query(kw_http_req *req, const char *name, const char *const *allowed,
+                          bool *bad);
+
 /* ---- handlers (api.c, ops.c) ---- */
 
 void kw_http_account_create(kw_http_req *req);
@@ -238,6 +249,10 @@ void kw_http_key_create(kw_http_req *req);
 void kw_http_key_list(kw_http_req *req);
 void kw_http_key_get(kw_http_req *req);
 void kw_http_key_delete(kw_http_req *req);
+void kw_http_key_update(kw_http_req *req);
+void kw_http_key_roll(kw_http_req *req);
+void kw_http_key_revoke_all(kw_http_req *req);
+void kw_http_audit_page(kw_http_req *req);
 void kw_http_key_verify(kw_http_req *req);
 void kw_http_auth_request(kw_http_req *req);
 void kw_http_healthz(kw_http_req *req);
@@ -245,6 +260,14 @@ void kw_http_metrics_page(kw_http_req *req);
 void kw_http_openapi(kw_http_req *req);
 void kw_http_console_page(kw_http_req *req);
 void kw_http_console_asset(kw_http_req *req);
+
+/*
+ * api_lifecycle.c: a metadata member (an object, or null for none) as the
+ * compact text the service takes ("" for none), and an expires_at string
+ * as a time in the future. false after replying 400.
+ */
+bool kw_http_metadata(kw_http_req *req, const json_t *value, char out[KW_METADATA_BUFSZ]);
+bool kw_http_expiry(kw_http_req *req, const char *text, int64_t *out);
 
 /* Authorises a management request (401/403/404/503 replied when it returns false). */
 bool kw_http_authorize(kw_http_req *req);

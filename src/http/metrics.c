@@ -23,7 +23,7 @@ static const uint64_t bounds_us[] = {100,   250,   500,    1000,   2500,   5000,
                                      25000, 50000, 100000, 250000, 500000, 1000000};
 #define BUCKETS (sizeof bounds_us / sizeof bounds_us[0] + 1)
 
-#define VERIFY_CODES 5
+#define VERIFY_CODES 6 /* VALID ... DISABLED */
 
 struct kw_http_metrics {
     atomic_uint_fast64_t requests[MAX_ROUTES + 1][STATUS_SLOTS];

@@ -19,7 +19,12 @@ static const kw_http_route routes[] = {
     {{"POST", KEYS}, kw_http_key_create, KW_AUTH_ROOT, true},
     {{"GET", KEYS}, kw_http_key_list, KW_AUTH_ROOT, false},
     {{"GET", KEY}, kw_http_key_get, KW_AUTH_ROOT, false},
+    {{"PATCH", KEY}, kw_http_key_update, KW_AUTH_ROOT, true},
     {{"DELETE", KEY}, kw_http_key_delete, KW_AUTH_ROOT, false},
+    {{"POST", KEY "/roll"}, kw_http_key_roll, KW_AUTH_ROOT, true},
+    /* A literal segment wins over a parameter: /keys/revoke is never key id "revoke". */
+    {{"POST", KEYS "/revoke"}, kw_http_key_revoke_all, KW_AUTH_ROOT, true},
+    {{"GET", ACCOUNT "/audit"}, kw_http_audit_page, KW_AUTH_ROOT, false},
     {{"POST", "/v1/keys/verify"}, kw_http_key_verify, KW_AUTH_NONE, true},
     {{"GET", "/v1/auth"}, kw_http_auth_request, KW_AUTH_NONE, false},
     {{"POST", "/v1/session"}, kw_http_session_create, KW_AUTH_NONE, true},
@@ -78,12 +83,27 @@ static int match(const char *pattern, const char *path, const char *starts[KW_HT
     return *pattern == '\0' && *path == '\0' ? n : -1;
 }
 
+/* The fewest parameters of any route whose pattern matches path (-1: none). */
+static int fewest_params(const char *path)
+{
+    const char *starts[KW_HTTP_MAX_PARAMS];
+    size_t lens[KW_HTTP_MAX_PARAMS];
+    int fewest = -1;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        int n = match(routes[i].info.pattern, path, starts, lens);
+        if (n >= 0 && (fewest < 0 || n < fewest))
+            fewest = n;
+    }
+    return fewest;
+}
+
 int kw_http_route_match(const char *method, char *path, const char *params[KW_HTTP_MAX_PARAMS],
                         char *allow, size_t allow_size)
 {
     const char *starts[KW_HTTP_MAX_PARAMS] = {NULL};
     size_t lens[KW_HTTP_MAX_PARAMS] = {0};
     size_t used = 0;
+    int fewest = -1;
     allow[0] = '\0';
     for (size_t p = 0; p < KW_HTTP_MAX_PARAMS; p++)
         params[p] = NULL;
@@ -93,6 +113,18 @@ int kw_http_route_match(const char *method, char *path, const char *params[KW_HT
         int n = match(routes[i].info.pattern, path, starts, lens);
         if (n < 0)
             continue;
+        /*
+         * The most literal patterns that match are the path's routes:
+         * POST .../keys/revoke is a route, so GET .../keys/revoke is 405
+         * (Allow: POST), not the key "revoke". Paths without parameters,
+         * such as verification's, never need the second look.
+         */
+        if (n > 0) {
+            if (fewest < 0)
+                fewest = fewest_params(path);
+            if (n > fewest)
+                continue;
+        }
         if (strcmp(routes[i].info.method, as) == 0) {
             /* Split the path in place: each parameter becomes a string. */
             for (int p = 0; p < n; p++) {

@@ -523,9 +523,22 @@ static void dispatch(kw_http_req *req, const char *allow)
         kw_http_reply_error(req, 413, message);
         return;
     }
-    if (route->auth == KW_AUTH_ROOT && !kw_http_authorize(req))
-        return;
-    route->handler(req);
+    /*
+     * Management requests (and signing out) record the client's address
+     * in the audit entries of what they change; verification never
+     * changes anything and keeps its hot path. Sign-ins check the password
+     * on another thread, which sets it there (session.c).
+     */
+    bool audited = route->auth == KW_AUTH_ROOT || route->handler == kw_http_session_delete;
+    if (audited) {
+        char addr[KW_IP_TEXT_BUFSZ];
+        kw_http_client_address(req, addr, sizeof addr);
+        kw_service_set_source_ip(strcmp(addr, "unknown") != 0 ? addr : NULL);
+    }
+    if (route->auth != KW_AUTH_ROOT || kw_http_authorize(req))
+        route->handler(req);
+    if (audited)
+        kw_service_set_source_ip(NULL);
 }
 
 typedef struct {

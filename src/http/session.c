@@ -223,8 +223,12 @@ static void check_password(kw_http_req *req, signin_job *job)
     char token[KW_SESSION_TOKEN_BUFSZ], csrf[KW_SESSION_TOKEN_BUFSZ];
     kw_error err;
     kw_http_metrics_password(srv->metrics, KW_PASSWORD_CHECKED);
+    /* The sign-in's audit entry records the client's address ("addr:<address>"). */
+    const char *addr = job->by_addr + 5;
+    kw_service_set_source_ip(strcmp(addr, "unknown") != 0 ? addr : NULL);
     kw_status st = kw_service_session_create(srv->svc, job->email, job->password, job->password_len,
                                              &s, token, csrf, &err);
+    kw_service_set_source_ip(NULL);
     if (st == KW_OK) {
         kw_ratelimit_reset(srv->signin_by_email, job->by_email);
         kw_ratelimit_give_back(srv->signin_by_addr, job->by_addr, job->taken_at);
