@@ -9,6 +9,7 @@
 #include "core/json_internal.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,60 @@ json_t *kw_json_audit_entry(const kw_audit_entry *e)
                      time_or_null(e->at), "actor", e->actor, "action", e->action, "account_id",
                      string_or_null(e->account_id), "key_id", string_or_null(e->key_id), "key_name",
                      string_or_null(e->key_name), "source_ip", string_or_null(e->source_ip));
+}
+
+/* ---- audit cursors ---- */
+
+/*
+ * A cursor is the position (an entry's seq) and a tag binding it to its
+ * account: 8 bytes of seq, big-endian, then the first 8 bytes of
+ * BLAKE2b(account id, seq), in base64url without padding. A cursor that
+ * was changed, cut, or made for another account does not decode.
+ */
+#define CURSOR_BYTES 16
+
+static void cursor_tag(const char *account_id, const unsigned char seq[8], unsigned char tag[8])
+{
+    unsigned char full[crypto_generichash_BYTES_MIN];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof full);
+    crypto_generichash_update(&st, (const unsigned char *)"keyward audit cursor", 20);
+    crypto_generichash_update(&st, (const unsigned char *)account_id, strlen(account_id) + 1);
+    crypto_generichash_update(&st, seq, 8);
+    crypto_generichash_final(&st, full, sizeof full);
+    memcpy(tag, full, 8);
+}
+
+void kw_json_audit_cursor(const char *account_id, int64_t seq, char out[KW_AUDIT_CURSOR_BUFSZ])
+{
+    unsigned char raw[CURSOR_BYTES];
+    uint64_t u = (uint64_t)seq;
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        raw[i] = (unsigned char)(u & 0xff);
+    cursor_tag(account_id, raw, raw + 8);
+    sodium_bin2base64(out, KW_AUDIT_CURSOR_BUFSZ, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+bool kw_json_audit_cursor_parse(const char *account_id, const char *text, int64_t *seq)
+{
+    unsigned char raw[CURSOR_BYTES], tag[8];
+    size_t len = 0;
+    if (strlen(text) >= KW_AUDIT_CURSOR_BUFSZ ||
+        sodium_base642bin(raw, sizeof raw, text, strlen(text), NULL, &len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        len != sizeof raw)
+        return false;
+    cursor_tag(account_id, raw, tag);
+    if (sodium_memcmp(tag, raw + 8, sizeof tag) != 0)
+        return false;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = (u << 8) | raw[i];
+    if (u == 0 || u > INT64_MAX)
+        return false;
+    *seq = (int64_t)u;
+    return true;
 }
 
 json_t *kw_json_key_list(const kw_key_list *list)

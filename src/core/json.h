@@ -12,6 +12,9 @@
 #ifndef KW_JSON_H
 #define KW_JSON_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "core/model.h"
@@ -27,6 +30,14 @@ json_t *kw_json_key(const kw_key *k);
 json_t *kw_json_root_key(const kw_root_key *rk);
 json_t *kw_json_user(const kw_user *u);
 json_t *kw_json_audit_entry(const kw_audit_entry *e);
+/*
+ * The opaque cursor of an account's audit log at position seq (> 0), as
+ * next_cursor shows it: base64url, bound to the account. _parse returns
+ * false for a text that is not such a cursor of that account.
+ */
+#define KW_AUDIT_CURSOR_BUFSZ 32
+void kw_json_audit_cursor(const char *account_id, int64_t seq, char out[KW_AUDIT_CURSOR_BUFSZ]);
+bool kw_json_audit_cursor_parse(const char *account_id, const char *text, int64_t *seq);
 /* {"keys": [...], "active_count": N, "key_limit": N} */
 json_t *kw_json_key_list(const kw_key_list *list);
 /* {"valid": true, "code": "VALID", "account_id", "key_id", "name", "environment"}

@@ -176,10 +176,10 @@ void kw_http_key_revoke_all(kw_http_req *req)
     const char *env = kw_http_string(body, "environment");
     kw_error err;
     int revoked = 0;
-    if (env && kw_validate_environment(env, &err) != KW_OK)
-        kw_http_reply_failure(req, &err);
-    else if (kw_service_key_revoke_all(req->srv->svc, req->actor, req->param[0], env, &revoked,
-                                       &err) == KW_OK)
+    bool ok = (!env || kw_validate_environment(env, &err) == KW_OK) &&
+              kw_service_key_revoke_all(req->srv->svc, req->actor, req->param[0], env, &revoked,
+                                        &err) == KW_OK;
+    if (ok)
         kw_http_reply_json(req, 200, json_pack("{s:i}", "revoked", revoked));
     else
         kw_http_reply_failure(req, &err);
@@ -187,58 +187,6 @@ void kw_http_key_revoke_all(kw_http_req *req)
 }
 
 /* ---- GET /v1/accounts/{account_id}/audit ---- */
-
-/*
- * A cursor is the position (an entry's seq) and a tag binding it to its
- * account: 8 bytes of seq, big-endian, then the first 8 bytes of
- * BLAKE2b(account id, seq), in base64url without padding. A cursor that
- * was changed, cut, or made for another account does not decode.
- */
-#define CURSOR_BYTES 16
-#define CURSOR_TEXT  32 /* 22 characters, and room */
-
-static void cursor_tag(const char *account_id, const unsigned char seq[8], unsigned char tag[8])
-{
-    unsigned char full[crypto_generichash_BYTES_MIN];
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof full);
-    crypto_generichash_update(&st, (const unsigned char *)"keyward audit cursor", 20);
-    crypto_generichash_update(&st, (const unsigned char *)account_id, strlen(account_id) + 1);
-    crypto_generichash_update(&st, seq, 8);
-    crypto_generichash_final(&st, full, sizeof full);
-    memcpy(tag, full, 8);
-}
-
-static void cursor_encode(const char *account_id, int64_t seq, char out[CURSOR_TEXT])
-{
-    unsigned char raw[CURSOR_BYTES];
-    uint64_t u = (uint64_t)seq;
-    for (int i = 7; i >= 0; i--, u >>= 8)
-        raw[i] = (unsigned char)(u & 0xff);
-    cursor_tag(account_id, raw, raw + 8);
-    sodium_bin2base64(out, CURSOR_TEXT, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
-
-static bool cursor_decode(const char *account_id, const char *text, int64_t *seq)
-{
-    unsigned char raw[CURSOR_BYTES], tag[8];
-    size_t len = 0;
-    if (strlen(text) >= CURSOR_TEXT ||
-        sodium_base642bin(raw, sizeof raw, text, strlen(text), NULL, &len, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        len != sizeof raw)
-        return false;
-    cursor_tag(account_id, raw, tag);
-    if (sodium_memcmp(tag, raw + 8, sizeof tag) != 0)
-        return false;
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u = (u << 8) | raw[i];
-    if (u == 0 || u > INT64_MAX)
-        return false;
-    *seq = (int64_t)u;
-    return true;
-}
 
 /* The JSON of one entry as this route shows it. */
 static json_t *audit_entry(const kw_audit_entry *e)
@@ -277,7 +225,7 @@ void kw_http_audit_page(kw_http_req *req)
         }
     }
     int64_t before = 0;
-    if (cursor && !cursor_decode(req->param[0], cursor, &before)) {
+    if (cursor && !kw_json_audit_cursor_parse(req->param[0], cursor, &before)) {
         kw_http_reply_error(req, 400,
                             "cursor is not a cursor of this account's audit log; use the "
                             "next_cursor of a previous page.");
@@ -301,8 +249,8 @@ void kw_http_audit_page(kw_http_req *req)
     kw_audit_list_free(&list);
     json_t *next_cursor = json_null();
     if (next > 0) {
-        char text[CURSOR_TEXT];
-        cursor_encode(req->param[0], next, text);
+        char text[KW_AUDIT_CURSOR_BUFSZ];
+        kw_json_audit_cursor(req->param[0], next, text);
         next_cursor = json_string(text);
     }
     if (!entries) {
