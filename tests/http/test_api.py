@@ -35,6 +35,11 @@ KEY_FIELDS = {
     "created_at",
     "last_used_at",
     "expires_at",
+    "enabled",
+    "status",
+    "rolled_from",
+    "rolled_to",
+    "metadata",
 }
 ACCOUNT_FIELDS = {"id", "name", "created_at", "key_limit"}
 KEY_LIMIT = 25
@@ -48,7 +53,11 @@ ROUTES = [
     ("POST", "/v1/accounts/{account_id}/keys"),
     ("GET", "/v1/accounts/{account_id}/keys"),
     ("GET", "/v1/accounts/{account_id}/keys/{key_id}"),
+    ("PATCH", "/v1/accounts/{account_id}/keys/{key_id}"),
     ("DELETE", "/v1/accounts/{account_id}/keys/{key_id}"),
+    ("POST", "/v1/accounts/{account_id}/keys/{key_id}/roll"),
+    ("POST", "/v1/accounts/{account_id}/keys/revoke"),
+    ("GET", "/v1/accounts/{account_id}/audit"),
     ("POST", "/v1/keys/verify"),
     ("GET", "/v1/auth"),
     ("POST", "/v1/session"),
@@ -320,6 +329,9 @@ def test_every_documented_operation_is_served():
     bodies = {
         ("post", "/v1/accounts"): {"name": "From OpenAPI"},
         ("post", "/v1/accounts/{account_id}/keys"): {"name": "From OpenAPI"},
+        ("patch", "/v1/accounts/{account_id}/keys/{key_id}"): {"name": "Patched"},
+        ("post", "/v1/accounts/{account_id}/keys/{key_id}/roll"): {},
+        ("post", "/v1/accounts/{account_id}/keys/revoke"): {"environment": "nowhere"},
     }
     seen = 0
     for template, item in doc["paths"].items():

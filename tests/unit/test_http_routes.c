@@ -62,9 +62,36 @@ static void test_unknown_paths_and_wrong_methods(void **state)
         assert_string_equal(allow, "");
     }
     assert_int_equal(match("PUT", "/v1/accounts/a/keys/b", buf, params, allow), -1);
-    assert_string_equal(allow, "GET, HEAD, DELETE");
+    assert_string_equal(allow, "GET, HEAD, PATCH, DELETE");
     assert_int_equal(match("GET", "/v1/keys/verify", buf, params, allow), -1);
     assert_string_equal(allow, "POST");
+}
+
+/* A literal segment wins over a parameter: /keys/revoke is never the key "revoke". */
+static void test_literal_segment_beats_parameter(void **state)
+{
+    (void)state;
+    char buf[256], allow[64];
+    const char *params[2];
+    int r = match("POST", "/v1/accounts/acc_1/keys/revoke", buf, params, allow);
+    assert_true(r >= 0);
+    assert_string_equal(kw_http_route_info_at((size_t)r)->pattern,
+                        "/v1/accounts/{account_id}/keys/revoke");
+    assert_string_equal(params[0], "acc_1");
+    assert_null(params[1]);
+    assert_int_equal(match("GET", "/v1/accounts/acc_1/keys/revoke", buf, params, allow), -1);
+    assert_string_equal(allow, "POST");
+    assert_int_equal(match("DELETE", "/v1/accounts/acc_1/keys/revoke", buf, params, allow), -1);
+    assert_string_equal(allow, "POST");
+    /* Another id is a key as before, and its PATCH and roll are routes. */
+    r = match("PATCH", "/v1/accounts/acc_1/keys/key_2", buf, params, allow);
+    assert_true(r >= 0);
+    assert_string_equal(params[1], "key_2");
+    r = match("POST", "/v1/accounts/acc_1/keys/key_2/roll", buf, params, allow);
+    assert_true(r >= 0);
+    assert_string_equal(params[1], "key_2");
+    assert_int_equal(match("PUT", "/v1/accounts/a/keys/b", buf, params, allow), -1);
+    assert_string_equal(allow, "GET, HEAD, PATCH, DELETE");
 }
 
 static json_t *openapi(void)
@@ -139,6 +166,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_templates_and_splits_parameters),
         cmocka_unit_test(test_unknown_paths_and_wrong_methods),
+        cmocka_unit_test(test_literal_segment_beats_parameter),
         cmocka_unit_test(test_every_served_route_is_documented),
         cmocka_unit_test(test_every_documented_route_is_served),
     };
