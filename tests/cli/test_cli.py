@@ -37,6 +37,11 @@ KEY_FIELDS = {
     "created_at",
     "last_used_at",
     "expires_at",
+    "enabled",
+    "status",
+    "rolled_from",
+    "rolled_to",
+    "metadata",
 }
 PEPPER_A = "1:" + "a1" * 32
 PEPPER_B = "1:" + "b2" * 32
@@ -48,7 +53,10 @@ COMMANDS = [
     ["key", "create"],
     ["key", "list"],
     ["key", "show"],
+    ["key", "update"],
+    ["key", "roll"],
     ["key", "delete"],
+    ["key", "revoke-all"],
     ["key", "verify"],
     ["user", "add"],
     ["root-key", "create"],
@@ -864,6 +872,128 @@ def test_json_output_is_one_document():
         check(isinstance(json.loads(out), dict), "one object from %s" % args)
         check(out.endswith("}\n"), "trailing newline")
         eq(err, "", "stderr of %s" % args)
+
+
+# ---- the key lifecycle ----
+
+
+def test_key_update_disable_enable_metadata():
+    acc = account()
+    key, secret = new_key(acc)
+    doc = js(["key", "update", "--account", acc, key["id"], "--disable"])
+    eq((doc["enabled"], doc["status"]), (False, "disabled"), "disabled")
+    eq(verify(secret), (1, {"valid": False, "code": "DISABLED"}), "a disabled key")
+    doc = js(["key", "update", "--account", acc, key["id"], "--enable", "--name", "Renamed",
+              "--metadata", '{"plan": "pro", "seats": 3}'])
+    eq((doc["enabled"], doc["name"], doc["metadata"]), (True, "Renamed", {"plan": "pro", "seats": 3}),
+       "enabled, renamed, metadata")
+    rc, res = verify(secret)
+    eq((rc, res["metadata"]), (0, {"plan": "pro", "seats": 3}), "metadata in the verification")
+    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=9)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    eq(js(["key", "update", "--account", acc, key["id"], "--expires-at", later])["expires_at"],
+       later, "expiry set")
+    doc = js(["key", "update", "--account", acc, key["id"], "--no-expiry", "--no-metadata"])
+    eq((doc["expires_at"], doc["metadata"]), (None, None), "expiry and metadata cleared")
+    out, _ = ok_run(["key", "update", "--account", acc, key["id"], "--name", "Plain"])
+    check(re.search(r"^status:\s+active$", out, re.M), out)
+    # usage errors: 2; bad values: 1; nothing changes
+    for args in (["--enable", "--disable"], ["--expires-at", later, "--no-expiry"],
+                 ["--metadata", "{}", "--no-metadata"], [], ["--frobnicate"]):
+        rc, _, err = run(["key", "update", "--account", acc, key["id"]] + args)
+        eq(rc, 2, "key update %s" % args)
+    for args in (["--metadata", "[1]"], ["--metadata", '{"Bad": 1}'], ["--metadata", "{"],
+                 ["--metadata", '{"a": null}'], ["--expires-at", "2020-01-01T00:00:00Z"],
+                 ["--expires-at", "soon"], ["--name", ""]):
+        rc, _, err = run(["key", "update", "--account", acc, key["id"]] + args)
+        eq(rc, 1, "key update %s: %s" % (args, err))
+    eq(js(["key", "show", "--account", acc, key["id"]])["name"], "Plain", "refused updates changed nothing")
+    rc, _, _ = run(["key", "update", "--account", account("Other"), key["id"], "--disable"])
+    eq(rc, 1, "another account's key")
+
+
+def test_key_create_expires_in_and_metadata():
+    acc = account()
+    doc = js(["key", "create", "--account", acc, "--name", "m", "--expires-in", "3600",
+              "--metadata", '{"team": "ops"}'])
+    eq((doc["key"]["metadata"], doc["key"]["status"]), ({"team": "ops"}, "expiring"), "created")
+    check(doc["key"]["expires_at"] is not None, "expires_in sets expires_at")
+    rc, _, _ = run(["key", "create", "--account", acc, "--name", "m", "--expires-in", "60",
+                    "--expires-at", "2030-01-01T00:00:00Z"])
+    eq(rc, 2, "--expires-in with --expires-at")
+    for args in (["--expires-in", "0"], ["--expires-in", "-1"], ["--expires-in", "x"],
+                 ["--metadata", '{"a": [1]}'], ["--metadata", "3"]):
+        rc, _, _ = run(["key", "create", "--account", acc, "--name", "bad"] + args)
+        eq(rc, 1, "key create %s" % args)
+    eq(len(key_ids(acc)), 1, "refused creates created nothing")
+
+
+def test_key_roll():
+    acc = account()
+    key, secret = new_key(acc, extra=["--metadata", '{"app": "crm"}'])
+    doc = js(["key", "roll", "--account", acc, key["id"], "--grace", "600"])
+    eq(set(doc), {"key", "secret", "previous"}, "roll --json")
+    check(KEY_RE.match(doc["secret"]), "a new secret")
+    eq((doc["key"]["rolled_from"], doc["previous"]["rolled_to"]), (key["id"], doc["key"]["id"]),
+       "linked")
+    eq(doc["key"]["metadata"], {"app": "crm"}, "metadata kept")
+    eq(verify(secret)[0], 0, "the old key verifies during its grace")
+    eq(verify(doc["secret"])[0], 0, "the new key verifies")
+    rc, _, err = run(["key", "roll", "--account", acc, key["id"]])
+    eq(rc, 1, "a rolled key cannot be rolled again")
+    check("roll" in err.lower(), err)
+    out, err = ok_run(["key", "roll", "--account", acc, doc["key"]["id"], "--grace", "0"])
+    secrets = [line for line in out.splitlines() if KEY_RE.match(line.strip())]
+    eq(len(secrets), 1, "plain output shows the new secret once: %r" % out)
+    for grace in ("-1", "2592001", "1.5", "x"):
+        rc, _, _ = run(["key", "roll", "--account", acc, key["id"], "--grace", grace])
+        eq(rc, 1, "--grace %s" % grace)
+    rc, _, _ = run(["key", "roll", "--account", acc])
+    eq(rc, 2, "roll without KEY_ID")
+
+
+def test_key_revoke_all():
+    acc = account()
+    prod = [new_key(acc, "p%d" % i) for i in range(2)]
+    stag = [new_key(acc, "s%d" % i, environment="staging") for i in range(3)]
+    rc, _, err = run(["key", "revoke-all", "--account", acc])
+    eq(rc, 1, "revoke-all without --yes is refused")
+    eq(len(key_ids(acc)), 5, "and revokes nothing")
+    eq(js(["key", "revoke-all", "--account", acc, "--env", "staging", "--yes"]), {"revoked": 3},
+       "staging revoked")
+    for _, secret in stag:
+        check(not_accepted(secret), "a revoked key is NOT_FOUND")
+    for _, secret in prod:
+        eq(verify(secret)[0], 0, "production untouched")
+    rc, _, _ = run(["key", "revoke-all", "--account", acc, "--env", "Bad Env", "--yes"])
+    eq(rc, 1, "bad environment")
+    out, _ = ok_run(["key", "revoke-all", "--account", acc, "--yes"])
+    check(re.search(r"^revoked:\s+2$", out, re.M), out)
+    rc, _, _ = run(["key", "revoke-all", "--yes"])
+    eq(rc, 2, "revoke-all without --account")
+
+
+def test_audit_list_pages():
+    acc = account()
+    for i in range(5):
+        new_key(acc, "k%d" % i)
+    first = js(["audit", "list", "--account", acc, "--limit", "2"])
+    seen, cursor = list(first["entries"]), first["next_cursor"]
+    while cursor:
+        page = js(["audit", "list", "--account", acc, "--limit", "2", "--cursor", cursor])
+        seen += page["entries"]
+        cursor = page["next_cursor"]
+    full = js(["audit", "list", "--account", acc])["entries"]
+    eq(seen, full, "the pages together are the log")
+    check(all(e["source_ip"] is None for e in full), "the CLI records no address")
+    out, _ = ok_run(["audit", "list", "--account", acc, "--limit", "2"])
+    check("--cursor" in out, "plain output tells how to get the next page: %r" % out)
+    rc, _, _ = run(["audit", "list", "--cursor", first["next_cursor"]])
+    eq(rc, 2, "--cursor without --account")
+    rc, _, _ = run(["audit", "list", "--account", account("B"), "--cursor", first["next_cursor"]])
+    eq(rc, 1, "another account's cursor")
+    rc, _, _ = run(["audit", "list", "--account", acc, "--cursor", "garbage"])
+    eq(rc, 1, "a malformed cursor")
 
 
 if __name__ == "__main__":

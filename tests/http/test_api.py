@@ -380,7 +380,7 @@ def test_metrics_count_requests_and_hold_no_key():
     check(any(k.startswith("keyward_http_requests_total{") and 'status="404"' in k and v > 0
               for k, v in after.items()), "404s are not counted")
     eq(delta("keyward_active_keys"), 1, "active keys after one more key")
-    for code in ("VALID", "MALFORMED", "NOT_FOUND", "EXPIRED", "ENVIRONMENT_MISMATCH"):
+    for code in ("VALID", "MALFORMED", "NOT_FOUND", "EXPIRED", "ENVIRONMENT_MISMATCH", "DISABLED"):
         check('keyward_verifications_total{code="%s"}' % code in after, "no series for %s" % code)
     check(any(k.startswith("keyward_build_info{") for k in after), "no keyward_build_info")
     hist = "keyward_http_request_duration_seconds"

@@ -65,12 +65,19 @@ static void test_verify_text_equals_the_jansson_document(void **state)
         "/slash/",
         "x",
     };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        for (int code = KW_VERIFY_VALID; code <= KW_VERIFY_ENVIRONMENT_MISMATCH; code++) {
+    /* Metadata as kw_validate_metadata stores it: jansson's compact text. */
+    static const char *const metadata[] = {
+        "",
+        "{\"plan\":\"pro\",\"seats\":12,\"beta\":true,\"ratio\":0.5}",
+        "{\"note\":\"caf\xc3\xa9 \\\" \\n\"}",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0] * 3; i++) {
+        for (int code = KW_VERIFY_VALID; code <= KW_VERIFY_DISABLED; code++) {
             kw_verify_result r = {.code = (kw_verify_code)code};
+            strcpy(r.key.metadata, metadata[i % 3]);
             strcpy(r.key.id, "key_0gbstme5UF9UtDAA3P3okK");
             strcpy(r.key.account_id, "acc_7iDswA1EEaIgOSt9pioEJR");
-            strcpy(r.key.name, names[i]);
+            strcpy(r.key.name, names[i / 3]);
             strcpy(r.key.environment, "staging");
             json_t *doc = kw_json_verify_result(&r);
             char *want = json_dumps(doc, JSON_COMPACT);
