@@ -10,6 +10,7 @@ Standard library only. nginx is /usr/sbin/nginx (or $NGINX);
 `scripts/deps.sh test` installs it.
 """
 
+import base64
 import http.client
 import http.server
 import json
@@ -286,6 +287,25 @@ def test_bearer_header_works():
         check("authorization" not in seen, "Authorization forwarded: %r" % seen)
 
 
+def test_metadata_reaches_app_base64url():
+    with Stack() as st:
+        meta = {"plan": "pro", "seats": 12, "beta": True}
+        status, _, doc = st.kw.request("POST", "/v1/accounts/%s/keys" % st.kw.account_id,
+                                       {"name": "with metadata", "metadata": meta}, root=True)
+        eq(status, 201, "create with metadata: %r" % doc)
+        seen = st.get_ok(headers={"API-Key": doc["secret"]})
+        raw = seen.get("x-keyward-metadata", "")
+        check(raw and "=" not in raw, "X-Keyward-Metadata as the application saw it: %r" % seen)
+        decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        eq(decoded, meta, "the application decodes the key's metadata")
+        # a forged header never reaches the application, with or without metadata
+        plain = st.kw.create_key()
+        seen = st.get_ok(headers={"API-Key": plain["secret"], "X-Keyward-Metadata": "e30"})
+        check("x-keyward-metadata" not in seen, "forged metadata reached the app: %r" % seen)
+        seen = st.get_ok(headers={"API-Key": doc["secret"], "X-Keyward-Metadata": "e30"})
+        eq(seen.get("x-keyward-metadata"), raw, "keyward's metadata replaces a forged header")
+
+
 def test_missing_key_is_401_and_app_not_reached():
     with Stack() as st:
         st.refused()
@@ -321,6 +341,7 @@ def test_forged_identity_headers_never_reach_app():
             "X-Keyward-Environment": "admin",
             "X-Keyward-Code": "VALID",
             "X-Keyward-Environment-Required": "nothing",
+            "X-Keyward-Metadata": "eyJhZG1pbiI6dHJ1ZX0",
         }
         # Without a key: still refused.
         st.refused(headers=forged)
