@@ -304,6 +304,39 @@ def test_delete_on_one_node_is_refused_by_the_others_at_once():
     eq(listing(ns[1], acc)["active_count"], 0, "keys left")
 
 
+def test_disable_enable_and_roll_reach_every_node_at_once():
+    ns = nodes()
+    acc = new_account(ns[0], "LifecycleEverywhere")
+    conns = [Conn(n) for n in ns]
+    try:
+        key, secret = new_key(ns[0], acc, "switch")
+        path = "/v1/accounts/%s/keys/%s" % (acc, key["id"])
+        for i in (1, 2):  # valid everywhere first (and so in any cache)
+            eq(conns[i].verify(secret)["code"], "VALID", "node %d before" % i)
+        for r in range(5):
+            status, _, doc = conns[0].req("PATCH", path, {"enabled": False}, root=True)
+            eq((status, doc["enabled"]), (200, False), "round %d: disable on node 0" % r)
+            for i in (1, 2):
+                eq(conns[i].verify(secret), {"valid": False, "code": "DISABLED"},
+                   "round %d: node %d right after the disable" % (r, i))
+                eq(conns[i].auth(secret), (401, "DISABLED"), "round %d: auth on node %d" % (r, i))
+            status, _, doc = conns[0].req("PATCH", path, {"enabled": True}, root=True)
+            eq((status, doc["enabled"]), (200, True), "round %d: enable on node 0" % r)
+            for i in (1, 2):
+                eq(conns[i].verify(secret)["code"], "VALID",
+                   "round %d: node %d right after the enable" % (r, i))
+        status, _, doc = conns[0].req("POST", path + "/roll", {"grace_seconds": 300}, root=True)
+        eq(status, 201, "roll on node 0: %r" % doc)
+        for i in (1, 2):
+            eq(conns[i].verify(doc["secret"])["key_id"], doc["key"]["id"],
+               "the new key on node %d at once" % i)
+            eq(conns[i].verify(secret)["key_id"], key["id"],
+               "the old key on node %d during its grace" % i)
+    finally:
+        for c in conns:
+            c.close()
+
+
 def metric(node, name):
     """The value of an unlabelled metric of node's /metrics."""
     status, _, body = node.request("GET", "/metrics")
