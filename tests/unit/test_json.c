@@ -18,7 +18,10 @@ static void test_key_object_has_the_api_fields_and_no_secret(void **state)
                 .masked = "kw_production_AbCd\xe2\x80\xa6WxYz",
                 .created_at = 1795741323,
                 .last_used_at = KW_TIME_NONE,
-                .expires_at = KW_TIME_NONE};
+                .expires_at = KW_TIME_NONE,
+                .enabled = true,
+                .rolled_from = "key_0",
+                .metadata = "{\"plan\":\"pro\"}"};
     json_t *j = kw_json_key(&k);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "id")), "key_1");
@@ -28,7 +31,13 @@ static void test_key_object_has_the_api_fields_and_no_secret(void **state)
     assert_true(json_is_null(json_object_get(j, "expires_at")));
     assert_null(json_object_get(j, "secret"));
     assert_null(json_object_get(j, "hash"));
-    assert_int_equal(json_object_size(j), 8);
+    assert_true(json_is_true(json_object_get(j, "enabled")));
+    assert_non_null(json_string_value(json_object_get(j, "status")));
+    assert_string_equal(json_string_value(json_object_get(j, "rolled_from")), "key_0");
+    assert_true(json_is_null(json_object_get(j, "rolled_to")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "metadata"), "plan")),
+                        "pro");
+    assert_int_equal(json_object_size(j), 13);
     json_decref(j);
 }
 
