@@ -501,7 +501,7 @@ static void test_sessions(void **state)
     for (int i = 0; i < 6; i++)
         make_hash(h[i], 200 + i);
 
-    assert_int_equal(s->ops->session_insert(s, h[0], "usr_1", NOW, NOW + 3600), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[0], "usr_1", NOW, NOW + 3600, NULL), KW_OK);
     assert_session(s, h[0], NOW, NOW, NOW + 3600);
     kw_session found;
     assert_int_equal(s->ops->session_find(s, h[5], &found), KW_ERR_NOT_FOUND);
@@ -515,11 +515,11 @@ static void test_sessions(void **state)
     assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
 
     /* An insert at NOW + 200 removes the sessions that end at or before it. */
-    assert_int_equal(s->ops->session_insert(s, h[1], "usr_1", NOW, NOW + 199), KW_OK);
-    assert_int_equal(s->ops->session_insert(s, h[2], "usr_1", NOW, NOW + 200), KW_OK);
-    assert_int_equal(s->ops->session_insert(s, h[3], "usr_1", NOW, NOW + 201), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[1], "usr_1", NOW, NOW + 199, NULL), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[2], "usr_1", NOW, NOW + 200, NULL), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[3], "usr_1", NOW, NOW + 201, NULL), KW_OK);
     assert_session(s, h[1], NOW, NOW, NOW + 199); /* a find purges nothing */
-    assert_int_equal(s->ops->session_insert(s, h[4], "usr_1", NOW + 200, NOW + 900), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[4], "usr_1", NOW + 200, NOW + 900, NULL), KW_OK);
     assert_int_equal(s->ops->session_find(s, h[1], &found), KW_ERR_NOT_FOUND);
     assert_int_equal(s->ops->session_find(s, h[2], &found), KW_ERR_NOT_FOUND);
     assert_session(s, h[3], NOW, NOW, NOW + 201);
@@ -527,10 +527,10 @@ static void test_sessions(void **state)
     assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
 
     /* delete removes that session only, once. */
-    assert_int_equal(s->ops->session_delete(s, h[0]), KW_OK);
+    assert_int_equal(s->ops->session_delete(s, h[0], NULL), KW_OK);
     assert_int_equal(s->ops->session_find(s, h[0], &found), KW_ERR_NOT_FOUND);
-    assert_int_equal(s->ops->session_delete(s, h[0]), KW_ERR_NOT_FOUND);
-    assert_int_equal(s->ops->session_delete(s, h[5]), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->session_delete(s, h[0], NULL), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->session_delete(s, h[5], NULL), KW_ERR_NOT_FOUND);
     assert_session(s, h[3], NOW, NOW, NOW + 201);
     assert_session(s, h[4], NOW + 200, NOW + 200, NOW + 900);
 }
@@ -724,9 +724,9 @@ static void test_only_key_changes_enter_the_feed(void **state)
     assert_int_equal(s->ops->touch(s, touch, 2), KW_OK);
     assert_int_equal(s->ops->root_key_delete(s, "rk_1", &sc_feed_audit), KW_OK);
     sc_feed_hash(hash, 901);
-    assert_int_equal(s->ops->session_insert(s, hash, "usr_a", NOW, NOW + 60), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, hash, "usr_a", NOW, NOW + 60, NULL), KW_OK);
     assert_int_equal(s->ops->session_touch(s, hash, NOW + 1), KW_OK);
-    assert_int_equal(s->ops->session_delete(s, hash), KW_OK);
+    assert_int_equal(s->ops->session_delete(s, hash, NULL), KW_OK);
     sc_add_account(s, "acc_b");
     sc_feed_hash(hash, 902);
     assert_int_equal(s->ops->pepper_check(s, 2, hash), KW_OK);
