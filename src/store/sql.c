@@ -632,7 +632,7 @@ static kw_status read_key_in(kw_sql_conn *c, const char *account_id, const char 
 /* Writes k's changeable columns: name, enabled, expiry and metadata. */
 static kw_status write_key(kw_sql_conn *c, const kw_key *k)
 {
-    return exec(c, KW_Q_KEY_UPDATE, NULL, "ttitot", k->id, k->account_id, k->name,
+    return exec(c, KW_Q_KEY_UPDATE, NULL, "tttiot", k->id, k->account_id, k->name,
                 (int64_t)(k->enabled ? 1 : 0), k->expires_at, opt_text(k->metadata));
 }
 
@@ -664,6 +664,8 @@ static kw_status on_key_update(kw_sql_conn *c, void *arg)
         memcpy(k->metadata, metadata, strlen(metadata) + 1);
     }
     status = write_key(c, k);
+    if (status == KW_OK) /* *out as stored, not as patched here */
+        status = read_key_in(c, m->account_id, m->id, k);
     if (status == KW_OK)
         status = audit(c, m->au, NULL, k->account_id, k->id, k->name);
     return status == KW_OK ? feed_append(c, m->au->at, k->id, &m->seq) : status;
