@@ -38,6 +38,7 @@ typedef enum {
     KW_CLI_NODE_LEASE,
     KW_CLI_SESSION_IDLE,
     KW_CLI_SESSION_ABSOLUTE,
+    KW_CLI_AUDIT_RETENTION,
     /* serve's own settings */
     KW_CLI_LISTEN,
     KW_CLI_THREADS,

@@ -36,6 +36,8 @@ static const struct setting {
     [KW_CLI_SESSION_IDLE] = {"session_idle_s", "KEYWARD_SESSION_IDLE_S", NULL, 60, 604800},
     [KW_CLI_SESSION_ABSOLUTE] = {"session_absolute_s", "KEYWARD_SESSION_ABSOLUTE_S", NULL, 60,
                                  2592000},
+    [KW_CLI_AUDIT_RETENTION] = {"audit_retention_days", "KEYWARD_AUDIT_RETENTION_DAYS", NULL, 0,
+                                KW_AUDIT_RETENTION_MAX_DAYS},
     [KW_CLI_LISTEN] = {"listen", "KEYWARD_LISTEN", "--listen", 0, 0},
     [KW_CLI_THREADS] = {"threads", "KEYWARD_THREADS", "--threads", 1, 256},
     [KW_CLI_MAX_BODY_BYTES] = {"max_body_bytes", "KEYWARD_MAX_BODY_BYTES", NULL, 1024, 16777216},
@@ -231,6 +233,7 @@ int kw_cli_resolve(kw_cli *cli)
         [KW_CLI_NODE_LEASE] = &cfg->node_lease_ms,
         [KW_CLI_SESSION_IDLE] = &cfg->session_idle_s,
         [KW_CLI_SESSION_ABSOLUTE] = &cfg->session_absolute_s,
+        [KW_CLI_AUDIT_RETENTION] = &cfg->audit_retention_days,
     };
     for (size_t i = 0; i < KW_CLI_SETTING_COUNT; i++) {
         const char *value = lookup(cli, i, &from);

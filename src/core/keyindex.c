@@ -19,19 +19,37 @@
 #define SHARDS       256
 #define MIN_CAPACITY 16
 
-/* The strings an entry keeps, in this order. */
-enum { F_ID, F_ACCOUNT, F_NAME, F_ENVIRONMENT, F_MASKED, FIELDS };
+/* The strings an entry keeps, in this order; an empty one costs its NUL. */
+enum {
+    F_ID,
+    F_ACCOUNT,
+    F_NAME,
+    F_ENVIRONMENT,
+    F_MASKED,
+    F_ROLLED_FROM,
+    F_ROLLED_TO,
+    F_METADATA,
+    FIELDS
+};
 
+/*
+ * The fixed part stays at 80 bytes with the lifecycle's fields: the eight
+ * lengths and the size fit in the room four 16-bit lengths and a size_t
+ * took, enabled in the padding after them.
+ */
 typedef struct {
     uint8_t hash[KW_HASH_BYTES];
     uint32_t pepper_version;
     uint16_t len[FIELDS];
+    uint16_t size; /* of this allocation: every kw_key string together is far below 64 KiB */
+    bool enabled;
     int64_t created_at;
     int64_t expires_at;
     int64_t used_at; /* the newest verification not yet taken; KW_TIME_NONE: none */
-    size_t size;     /* of this allocation */
     char text[];     /* the FIELDS strings, each followed by its NUL */
 } entry;
+
+_Static_assert(sizeof(kw_key) < UINT16_MAX, "an entry's size must fit its 16-bit size");
 
 typedef struct {
     pthread_mutex_t mu;
@@ -228,9 +246,14 @@ static entry *make_entry(const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_vers
                          const kw_key *key)
 {
     const char *field[FIELDS] = {
-        [F_ID] = key->id,         [F_ACCOUNT] = key->account_id,
-        [F_NAME] = key->name,     [F_ENVIRONMENT] = key->environment,
+        [F_ID] = key->id,
+        [F_ACCOUNT] = key->account_id,
+        [F_NAME] = key->name,
+        [F_ENVIRONMENT] = key->environment,
         [F_MASKED] = key->masked,
+        [F_ROLLED_FROM] = key->rolled_from,
+        [F_ROLLED_TO] = key->rolled_to,
+        [F_METADATA] = key->metadata,
     };
     size_t len[FIELDS];
     size_t text = 0;
@@ -246,8 +269,9 @@ static entry *make_entry(const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_vers
     e->pepper_version = pepper_version;
     e->created_at = key->created_at;
     e->expires_at = key->expires_at;
+    e->enabled = key->enabled;
     e->used_at = KW_TIME_NONE;
-    e->size = size;
+    e->size = (uint16_t)size; /* under sizeof(entry) + sizeof(kw_key) */
     char *p = e->text;
     for (int f = 0; f < FIELDS; f++) {
         /* Every field's buffer in kw_key is far below 64 KiB. */
@@ -353,9 +377,14 @@ bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t
 static void copy_out(const entry *e, kw_key *out)
 {
     char *dst[FIELDS] = {
-        [F_ID] = out->id,         [F_ACCOUNT] = out->account_id,
-        [F_NAME] = out->name,     [F_ENVIRONMENT] = out->environment,
+        [F_ID] = out->id,
+        [F_ACCOUNT] = out->account_id,
+        [F_NAME] = out->name,
+        [F_ENVIRONMENT] = out->environment,
         [F_MASKED] = out->masked,
+        [F_ROLLED_FROM] = out->rolled_from,
+        [F_ROLLED_TO] = out->rolled_to,
+        [F_METADATA] = out->metadata,
     };
     const char *p = e->text;
     for (int f = 0; f < FIELDS; f++) {
@@ -364,6 +393,7 @@ static void copy_out(const entry *e, kw_key *out)
     }
     out->created_at = e->created_at;
     out->expires_at = e->expires_at;
+    out->enabled = e->enabled;
     out->last_used_at = KW_TIME_NONE;
 }
 

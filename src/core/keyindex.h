@@ -41,7 +41,8 @@ void kw_keyindex_free(kw_keyindex *x);
 /*
  * Adds key under (hash, pepper_version), or replaces the key held there.
  * Only what a verification answers is kept: id, account, name,
- * environment, masked form, creation and expiry (never last_used_at).
+ * environment, masked form, creation and expiry, enabled, the roll's
+ * links and the metadata (never last_used_at).
  * False when out of memory (the index then no longer holds that key).
  */
 bool kw_keyindex_put(kw_keyindex *x, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,

@@ -1,6 +1,6 @@
 /*
- * model.c - releasing lists, the expiry rule, and the names of
- * verification codes.
+ * model.c - releasing lists, the expiry rule, a key's state, and the names
+ * of verification codes.
  */
 #include "core/model.h"
 
@@ -9,6 +9,34 @@
 bool kw_key_active(const kw_key *k, int64_t now)
 {
     return k->expires_at == KW_TIME_NONE || k->expires_at > now;
+}
+
+/* Expired wins over disabled: an expired key is done whatever else it is. */
+kw_key_state_code kw_key_state(const kw_key *k, int64_t now)
+{
+    if (!kw_key_active(k, now))
+        return KW_KEY_EXPIRED;
+    if (!k->enabled)
+        return KW_KEY_DISABLED;
+    if (k->rolled_to[0] ||
+        (k->expires_at != KW_TIME_NONE && k->expires_at - now <= KW_EXPIRING_SOON_S))
+        return KW_KEY_EXPIRING;
+    return KW_KEY_ACTIVE;
+}
+
+const char *kw_key_state_name(kw_key_state_code state)
+{
+    switch (state) {
+    case KW_KEY_ACTIVE:
+        return "active";
+    case KW_KEY_EXPIRING:
+        return "expiring";
+    case KW_KEY_EXPIRED:
+        return "expired";
+    case KW_KEY_DISABLED:
+        return "disabled";
+    }
+    return "expired";
 }
 
 void kw_account_list_free(kw_account_list *list)

@@ -55,11 +55,11 @@ typedef struct {
     char environment[KW_ENV_BUFSZ];
     char masked[KW_MASKED_BUFSZ];
     int64_t created_at;
-    int64_t last_used_at; /* KW_TIME_NONE: never used */
-    int64_t expires_at;   /* KW_TIME_NONE: never expires */
-    bool enabled;         /* false: verification answers DISABLED */
-    char rolled_from[KW_ID_BUFSZ]; /* the key this one replaced by a roll; "" none */
-    char rolled_to[KW_ID_BUFSZ];   /* the key that replaced this one; "" none */
+    int64_t last_used_at;             /* KW_TIME_NONE: never used */
+    int64_t expires_at;               /* KW_TIME_NONE: never expires */
+    bool enabled;                     /* false: verification answers DISABLED */
+    char rolled_from[KW_ID_BUFSZ];    /* the key this one replaced by a roll; "" none */
+    char rolled_to[KW_ID_BUFSZ];      /* the key that replaced this one; "" none */
     char metadata[KW_METADATA_BUFSZ]; /* compact JSON object text; "" none */
 } kw_key;
 

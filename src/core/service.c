@@ -50,6 +50,40 @@ kw_status kw_config_resolve_paths(const kw_config *cfg, kw_config_paths *paths, 
     return KW_OK;
 }
 
+/* The client address of the calling thread's requests (kw_service_set_source_ip); "" none. */
+static _Thread_local char thread_source_ip[KW_SOURCE_IP_BUFSZ];
+
+/* An address as a client address is written: hex digits, dots, colons, a zone. */
+static bool source_ip_ok(const char *ip, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)ip[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '.' || c == ':' || c == '%' || c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Anything that cannot be an address is dropped rather than cut or stored. */
+void kw_service_set_source_ip(const char *ip)
+{
+    size_t n = ip ? strlen(ip) : 0;
+    if (n == 0 || n >= sizeof thread_source_ip || !source_ip_ok(ip, n)) {
+        thread_source_ip[0] = '\0';
+        return;
+    }
+    memcpy(thread_source_ip, ip, n + 1);
+}
+
+kw_audit kw_service_audit(int64_t at, const char *actor, const char *action)
+{
+    return (kw_audit){.at = at,
+                      .actor = actor,
+                      .action = action,
+                      .source_ip = thread_source_ip[0] ? thread_source_ip : NULL};
+}
+
 int64_t kw_service_now(const kw_service *svc)
 {
     return svc->clock ? svc->clock() : kw_time_now();
@@ -93,6 +127,26 @@ kw_status kw_service_flush_last_used(kw_service *svc)
     return st;
 }
 
+#define AUDIT_PRUNE_EVERY_S 3600
+#define DAY_S               86400
+
+/*
+ * Hourly, with the feed's prune: removes audit entries older than the
+ * retention (audit_retention_days; 0 keeps everything). Only the flusher
+ * thread calls it. A failure is tried again at the next hour.
+ */
+static void prune_audit_when_due(kw_service *svc)
+{
+    if (svc->audit_retention_days <= 0)
+        return;
+    int64_t now = kw_service_now(svc);
+    if (svc->audit_pruned_at != 0 && now - svc->audit_pruned_at < AUDIT_PRUNE_EVERY_S)
+        return;
+    svc->audit_pruned_at = now;
+    int64_t removed = 0;
+    kw_service_audit_prune(svc, now - (int64_t)svc->audit_retention_days * DAY_S, &removed, NULL);
+}
+
 static void *on_flush_timer(void *arg)
 {
     kw_service *svc = arg;
@@ -110,6 +164,7 @@ static void *on_flush_timer(void *arg)
         pthread_mutex_unlock(&svc->mu);
         kw_service_flush_last_used(svc);
         kw_keysync_maintain(svc->sync);
+        prune_audit_when_due(svc);
         pthread_mutex_lock(&svc->mu);
     }
     pthread_mutex_unlock(&svc->mu);
@@ -131,6 +186,10 @@ static kw_status check_config(const kw_config *cfg, kw_error *err)
     if (cfg->node_lease_ms < 100 || cfg->node_lease_ms > 60000)
         return kw_error_set(err, KW_ERR_INVALID,
                             "node lease must be between 100 ms and one minute.");
+    if (cfg->audit_retention_days < 0 || cfg->audit_retention_days > KW_AUDIT_RETENTION_MAX_DAYS)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "audit retention must be between 0 (keep everything) and %d days.",
+                            KW_AUDIT_RETENTION_MAX_DAYS);
     if (!cfg->data_dir && (!cfg->store_url || (!cfg->pepper_file && !cfg->pepper)))
         return kw_error_set(err, KW_ERR_INVALID, "a data directory is required.");
     return KW_OK;
@@ -239,6 +298,7 @@ kw_status kw_service_open(const kw_config *cfg, kw_service **out, kw_error *err)
     svc->interval_ms = cfg->last_used_interval_ms;
     svc->session_idle_s = cfg->session_idle_s > 0 ? cfg->session_idle_s : 1800;
     svc->session_absolute_s = cfg->session_absolute_s > 0 ? cfg->session_absolute_s : 43200;
+    svc->audit_retention_days = cfg->audit_retention_days;
     svc->clock = cfg->clock;
     pthread_mutex_init(&svc->mu, NULL);
     pthread_condattr_t ca;
@@ -353,7 +413,7 @@ kw_status kw_service_account_create(kw_service *svc, const char *actor, const ch
     kw_id_new("acc", out->id);
     out->created_at = kw_service_now(svc);
     out->key_limit = svc->max_keys;
-    kw_audit au = {out->created_at, actor, "account.create"};
+    kw_audit au = kw_service_audit(out->created_at, actor, "account.create");
     st = svc->store->ops->account_insert(svc->store, out, &au);
     return st == KW_OK ? KW_OK : kw_service_store_error(st, "creating the account", err);
 }
@@ -402,23 +462,39 @@ static kw_status check_expiry(int64_t expires_at, int64_t now, kw_error *err)
     return KW_OK;
 }
 
+/* Checks metadata (NULL or "": none) into out, compact. */
+static kw_status check_metadata(const char *metadata, char out[KW_METADATA_BUFSZ], kw_error *err)
+{
+    out[0] = '\0';
+    return metadata && metadata[0] ? kw_validate_metadata(metadata, out, err) : KW_OK;
+}
+
 kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *account_id,
                                 const char *name, const char *environment, int64_t expires_at,
                                 kw_key *out, char secret[KW_KEY_BUFSZ], kw_error *err)
 {
+    kw_key_spec spec = {.name = name, .environment = environment, .expires_at = expires_at};
+    return kw_service_key_create_spec(svc, actor, account_id, &spec, out, secret, err);
+}
+
+kw_status kw_service_key_create_spec(kw_service *svc, const char *actor, const char *account_id,
+                                     const kw_key_spec *spec, kw_key *out,
+                                     char secret[KW_KEY_BUFSZ], kw_error *err)
+{
     memset(out, 0, sizeof *out);
     secret[0] = '\0';
-    if (!environment)
-        environment = "production";
+    const char *environment = spec->environment ? spec->environment : "production";
     kw_status st = kw_validate_id(account_id, "acc", "account id", err);
     if (st == KW_OK)
-        st = kw_validate_name(name, "name", out->name, err);
+        st = kw_validate_name(spec->name, "name", out->name, err);
     if (st == KW_OK)
         st = kw_validate_environment(environment, err);
+    if (st == KW_OK)
+        st = check_metadata(spec->metadata, out->metadata, err);
     if (st != KW_OK)
         return st;
     int64_t now = kw_service_now(svc);
-    st = check_expiry(expires_at, now, err);
+    st = check_expiry(spec->expires_at, now, err);
     if (st != KW_OK)
         return st;
 
@@ -426,8 +502,9 @@ kw_status kw_service_key_create(kw_service *svc, const char *actor, const char *
     snprintf(out->environment, sizeof out->environment, "%s", environment);
     out->created_at = now;
     out->last_used_at = KW_TIME_NONE;
-    out->expires_at = expires_at;
-    kw_audit au = {now, actor, "key.create"};
+    out->expires_at = spec->expires_at;
+    out->enabled = true;
+    kw_audit au = kw_service_audit(now, actor, "key.create");
     int64_t seq = 0;
     /* A hash collision is astronomically unlikely; one retry with a fresh
      * secret turns even that into a success. */
@@ -496,7 +573,7 @@ kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *
         st = kw_validate_id(key_id, "key", "key id", err);
     if (st != KW_OK)
         return st;
-    kw_audit au = {kw_service_now(svc), actor, "key.delete"};
+    kw_audit au = kw_service_audit(kw_service_now(svc), actor, "key.delete");
     int64_t seq = 0;
     st = svc->store->ops->key_delete(svc->store, account_id, key_id, &au, &seq);
     /* No node answers from memory without the delete once this returns. */
@@ -505,6 +582,154 @@ kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *
     if (st == KW_ERR_NOT_FOUND)
         return kw_error_set(err, st, "Key not found.");
     return st == KW_OK ? KW_OK : kw_service_store_error(st, "deleting the key", err);
+}
+
+/* ---- the key lifecycle ---- */
+
+/* KW_OK when account_id and key_id are ids of their kinds. */
+static kw_status check_key_ids(const char *account_id, const char *key_id, kw_error *err)
+{
+    kw_status st = kw_validate_id(account_id, "acc", "account id", err);
+    return st == KW_OK ? kw_validate_id(key_id, "key", "key id", err) : st;
+}
+
+/* The audit action of a patch: the one member it sets, or key.update for several. */
+static const char *patch_action(const kw_key_patch *p)
+{
+    int set = p->has_name + p->has_enabled + p->has_expires_at + p->has_metadata;
+    if (set > 1)
+        return "key.update";
+    if (p->has_name)
+        return "key.rename";
+    if (p->has_enabled)
+        return p->enabled ? "key.enable" : "key.disable";
+    return p->has_expires_at ? "key.expiry" : "key.metadata";
+}
+
+/* The whole patch checked into u (its strings in name and metadata) before anything is written. */
+static kw_status check_patch(const kw_key_patch *p, int64_t now, kw_key_update *u,
+                             char name[KW_NAME_BUFSZ], char metadata[KW_METADATA_BUFSZ],
+                             kw_error *err)
+{
+    *u = (kw_key_update){.enabled = -1};
+    if (!p->has_name && !p->has_enabled && !p->has_expires_at && !p->has_metadata)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "nothing to change: give name, enabled, expires_at or metadata.");
+    kw_status st = KW_OK;
+    if (p->has_name && (st = kw_validate_name(p->name, "name", name, err)) == KW_OK)
+        u->name = name;
+    if (st == KW_OK && p->has_expires_at && (st = check_expiry(p->expires_at, now, err)) == KW_OK) {
+        u->set_expires_at = true;
+        u->expires_at = p->expires_at;
+    }
+    if (st == KW_OK && p->has_metadata &&
+        (st = check_metadata(p->metadata, metadata, err)) == KW_OK) {
+        u->set_metadata = true;
+        u->metadata = metadata;
+    }
+    if (p->has_enabled)
+        u->enabled = p->enabled ? 1 : 0;
+    return st;
+}
+
+kw_status kw_service_key_update(kw_service *svc, const char *actor, const char *account_id,
+                                const char *key_id, const kw_key_patch *patch, kw_key *out,
+                                kw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    kw_status st = check_key_ids(account_id, key_id, err);
+    if (st != KW_OK)
+        return st;
+    int64_t now = kw_service_now(svc);
+    char name[KW_NAME_BUFSZ], metadata[KW_METADATA_BUFSZ];
+    kw_key_update u;
+    st = check_patch(patch, now, &u, name, metadata, err);
+    if (st != KW_OK)
+        return st;
+    kw_audit au = kw_service_audit(now, actor, patch_action(patch));
+    int64_t seq = 0;
+    st = svc->store->ops->key_update(svc->store, account_id, key_id, &u, &au, out, &seq);
+    if (st == KW_OK) {
+        /* Every node answers with the change once this returns. */
+        kw_keysync_settle(svc->sync, seq);
+        return KW_OK;
+    }
+    memset(out, 0, sizeof *out);
+    if (st == KW_ERR_NOT_FOUND)
+        return kw_error_set(err, st, "Key not found.");
+    return kw_service_store_error(st, "changing the key", err);
+}
+
+kw_status kw_service_key_roll(kw_service *svc, const char *actor, const char *account_id,
+                              const char *key_id, int64_t grace_s, kw_key *new_key,
+                              char secret[KW_KEY_BUFSZ], kw_key *previous, kw_error *err)
+{
+    memset(new_key, 0, sizeof *new_key);
+    memset(previous, 0, sizeof *previous);
+    secret[0] = '\0';
+    kw_status st = check_key_ids(account_id, key_id, err);
+    if (st != KW_OK)
+        return st;
+    if (grace_s < 0 || grace_s > KW_ROLL_GRACE_MAX_S)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "grace period must be between 0 and %d seconds (30 days).",
+                            KW_ROLL_GRACE_MAX_S);
+    /* The environment is part of the secret; the store checks the rest
+     * again under its lock, and takes name and metadata from the row. */
+    kw_key old;
+    st = kw_service_key_get(svc, account_id, key_id, &old, err);
+    if (st != KW_OK)
+        return st;
+    int64_t now = kw_service_now(svc);
+    kw_key k = {.created_at = now, .last_used_at = KW_TIME_NONE, .enabled = true};
+    kw_audit au = kw_service_audit(now, actor, "key.roll");
+    int64_t seq = 0;
+    for (int attempt = 0; attempt < 2; attempt++) { /* see kw_service_key_create_spec */
+        uint8_t hash[KW_HASH_BYTES];
+        uint32_t version = kw_service_mint(svc, old.environment, secret, k.masked, hash);
+        kw_id_new("key", k.id);
+        st = svc->store->ops->key_roll(svc->store, account_id, key_id, &k, hash, version, now,
+                                       grace_s, &au, new_key, previous, &seq);
+        if (st != KW_ERR_CONFLICT)
+            break;
+    }
+    if (st == KW_OK) {
+        kw_keysync_settle(svc->sync, seq);
+        return KW_OK;
+    }
+    sodium_memzero(secret, KW_KEY_BUFSZ);
+    memset(new_key, 0, sizeof *new_key);
+    memset(previous, 0, sizeof *previous);
+    switch (st) {
+    case KW_ERR_NOT_FOUND:
+        return kw_error_set(err, st, "Key not found.");
+    case KW_ERR_KEY_STATE:
+        return kw_error_set(err, st,
+                            "Only an enabled, unexpired key that was not rolled already can be "
+                            "rolled.");
+    default:
+        return kw_service_store_error(st, "rolling the key", err);
+    }
+}
+
+kw_status kw_service_key_revoke_all(kw_service *svc, const char *actor, const char *account_id,
+                                    const char *environment, int *revoked, kw_error *err)
+{
+    *revoked = 0;
+    kw_status st = kw_validate_id(account_id, "acc", "account id", err);
+    if (st == KW_OK && environment)
+        st = kw_validate_environment(environment, err);
+    if (st != KW_OK)
+        return st;
+    kw_audit au = kw_service_audit(kw_service_now(svc), actor, "key.revoke");
+    int64_t seq = 0;
+    st = svc->store->ops->key_revoke(svc->store, account_id, environment, &au, revoked, &seq);
+    /* No node answers from memory with any of them once this returns. */
+    if (st == KW_OK && seq > 0)
+        kw_keysync_settle(svc->sync, seq);
+    if (st == KW_ERR_NOT_FOUND)
+        return kw_error_set(err, st, "Account not found.");
+    return st == KW_OK ? KW_OK : kw_service_store_error(st, "revoking keys", err);
 }
 
 kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
@@ -559,6 +784,8 @@ kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
         out->code = KW_VERIFY_ENVIRONMENT_MISMATCH;
     else if (!kw_key_active(&out->key, now))
         out->code = KW_VERIFY_EXPIRED;
+    else if (!out->key.enabled)
+        out->code = KW_VERIFY_DISABLED;
     else
         out->code = KW_VERIFY_VALID;
     if (out->code != KW_VERIFY_VALID) {

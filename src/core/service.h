@@ -45,9 +45,12 @@ typedef struct {
                                   for a silent node; 2000 */
     int session_idle_s;        /* a console session ends after this long unused; 1800 */
     int session_absolute_s;    /* and after this long in any case; 43200 */
-    int audit_retention_days;  /* audit entries older than this are pruned; 0: keep all */
+    int audit_retention_days;  /* audit entries older than this are pruned; 0: keep all;
+                                  at most KW_AUDIT_RETENTION_MAX_DAYS */
     int64_t (*clock)(void);    /* Unix seconds; NULL: the system clock (tests set it) */
 } kw_config;
+
+#define KW_AUDIT_RETENTION_MAX_DAYS 36500
 
 /* Fills *cfg with the defaults above. */
 void kw_config_defaults(kw_config *cfg);
@@ -208,6 +211,11 @@ kw_status kw_service_key_delete(kw_service *svc, const char *actor, const char *
  * *out is NOT_FOUND). A malformed key is refused before any hashing
  * or store access. A valid verification is remembered as the key's
  * last-used time, written in batches (see kw_config.last_used_interval_ms).
+ * A found key is checked in this order: its environment
+ * (ENVIRONMENT_MISMATCH), then its expiry (EXPIRED), then whether it is
+ * enabled (DISABLED): the same precedence as kw_key_state, so an expired
+ * key answers EXPIRED whether or not it was disabled, and a disabled one
+ * DISABLED until it expires. A VALID answer's key carries its metadata.
  */
 kw_status kw_service_key_verify(kw_service *svc, const char *key, size_t len,
                                 const char *required_env, kw_verify_result *out, kw_error *err);
@@ -312,8 +320,7 @@ void kw_service_set_source_ip(const char *ip);
 
 /* Removes audit entries older than `before` (Unix seconds): the retention
  * setting audit_retention_days, applied by the service's maintenance. */
-kw_status kw_service_audit_prune(kw_service *svc, int64_t before, int64_t *removed,
-                                 kw_error *err);
+kw_status kw_service_audit_prune(kw_service *svc, int64_t before, int64_t *removed, kw_error *err);
 
 /* Writes the pending last-used times now (the service also does it on its own). */
 kw_status kw_service_flush_last_used(kw_service *svc);

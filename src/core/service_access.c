@@ -23,7 +23,7 @@ kw_status kw_service_root_key_create(kw_service *svc, const char *actor, const c
         return st;
     out->created_at = kw_service_now(svc);
     out->last_used_at = KW_TIME_NONE;
-    kw_audit au = {out->created_at, actor, "root_key.create"};
+    kw_audit au = kw_service_audit(out->created_at, actor, "root_key.create");
     for (int attempt = 0; attempt < 2; attempt++) {
         uint8_t hash[KW_HASH_BYTES];
         uint32_t version = kw_service_mint(svc, KW_ROOT_ENVIRONMENT, secret, out->masked, hash);
@@ -50,7 +50,7 @@ kw_status kw_service_root_key_delete(kw_service *svc, const char *actor, const c
     kw_status st = kw_validate_id(id, "rk", "root key id", err);
     if (st != KW_OK)
         return st;
-    kw_audit au = {kw_service_now(svc), actor, "root_key.delete"};
+    kw_audit au = kw_service_audit(kw_service_now(svc), actor, "root_key.delete");
     st = svc->store->ops->root_key_delete(svc->store, id, &au);
     if (st == KW_ERR_NOT_FOUND)
         return kw_error_set(err, st, "Root key not found.");
@@ -104,7 +104,7 @@ kw_status kw_service_user_add(kw_service *svc, const char *actor, const char *ac
     kw_id_new("usr", out->id);
     snprintf(out->account_id, sizeof out->account_id, "%s", account_id);
     out->created_at = kw_service_now(svc);
-    kw_audit au = {out->created_at, actor, "user.add"};
+    kw_audit au = kw_service_audit(out->created_at, actor, "user.add");
     st = svc->store->ops->user_insert(svc->store, out, hash, &au);
     sodium_memzero(hash, sizeof hash);
     if (st == KW_ERR_CONFLICT)
@@ -190,7 +190,7 @@ kw_status kw_service_bootstrap(kw_service *svc, kw_account *account, kw_user *us
     uint8_t rk_hash[KW_HASH_BYTES];
     uint32_t version =
         kw_service_mint(svc, KW_ROOT_ENVIRONMENT, root_secret, root_key->masked, rk_hash);
-    kw_audit au = {now, "first-run", "bootstrap"};
+    kw_audit au = kw_service_audit(now, "first-run", "bootstrap");
     kw_status st = svc->store->ops->bootstrap(svc->store, account, user, hash, root_key, rk_hash,
                                               version, &au);
     sodium_memzero(hash, sizeof hash);
@@ -223,4 +223,35 @@ kw_status kw_service_audit_list(kw_service *svc, const char *account_id, size_t 
         return kw_error_set(err, KW_ERR_INVALID, "limit must be between 1 and 10000.");
     kw_status st = svc->store->ops->audit_list(svc->store, account_id, limit, out);
     return st == KW_OK ? KW_OK : kw_service_store_error(st, "reading the audit log", err);
+}
+
+kw_status kw_service_audit_page(kw_service *svc, const char *account_id, int64_t before,
+                                size_t limit, kw_audit_list *out, int64_t *next, kw_error *err)
+{
+    memset(out, 0, sizeof *out);
+    *next = 0;
+    kw_status st = kw_validate_id(account_id, "acc", "account id", err);
+    if (st != KW_OK)
+        return st;
+    if (before < 0)
+        return kw_error_set(err, KW_ERR_INVALID, "before must be a position (0: the newest).");
+    if (limit == 0 || limit > KW_AUDIT_PAGE_MAX)
+        return kw_error_set(err, KW_ERR_INVALID, "limit must be between 1 and %d.",
+                            KW_AUDIT_PAGE_MAX);
+    /* One more than asked tells whether anything older remains. */
+    st = svc->store->ops->audit_page(svc->store, account_id, before, limit + 1, out);
+    if (st != KW_OK)
+        return kw_service_store_error(st, "reading the audit log", err);
+    if (out->count > limit) {
+        out->count = limit;
+        *next = out->items[limit - 1].seq;
+    }
+    return KW_OK;
+}
+
+kw_status kw_service_audit_prune(kw_service *svc, int64_t before, int64_t *removed, kw_error *err)
+{
+    *removed = 0;
+    kw_status st = svc->store->ops->audit_prune(svc->store, before, removed);
+    return st == KW_OK ? KW_OK : kw_service_store_error(st, "pruning the audit log", err);
 }

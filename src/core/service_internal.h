@@ -28,6 +28,8 @@ struct kw_service {
     int interval_ms;
     int session_idle_s;
     int session_absolute_s;
+    int audit_retention_days;
+    int64_t audit_pruned_at; /* when the flusher last pruned the audit log; 0: never */
     int schema_version;
     int64_t (*clock)(void);
 
@@ -48,6 +50,13 @@ struct kw_service {
  */
 uint32_t kw_service_mint(const kw_service *svc, const char *environment, char secret[KW_KEY_BUFSZ],
                          char masked[KW_MASKED_BUFSZ], uint8_t hash[KW_HASH_BYTES]);
+
+/*
+ * The audit record of a change made now on this thread: at, actor and
+ * action, and the client address kw_service_set_source_ip gave this
+ * thread (NULL when none).
+ */
+kw_audit kw_service_audit(int64_t at, const char *actor, const char *action);
 
 /* Maps a store failure to a caller-safe sentence (no internals). */
 kw_status kw_service_store_error(kw_status st, const char *what, kw_error *err);

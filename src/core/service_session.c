@@ -75,7 +75,10 @@ kw_status kw_service_session_create(kw_service *svc, const char *email, const ch
     int64_t now = kw_service_now(svc);
     out->created_at = out->last_seen_at = now;
     out->expires_at = now + svc->session_absolute_s;
-    st = svc->store->ops->session_insert(svc->store, hash, out->user.id, now, out->expires_at);
+    /* Audited with the sign-in; a refused one is not, so a flood of
+     * wrong passwords cannot grow the log. */
+    kw_audit au = kw_service_audit(now, NULL, "session.create");
+    st = svc->store->ops->session_insert(svc->store, hash, out->user.id, now, out->expires_at, &au);
     if (st != KW_OK) {
         sodium_memzero(token, KW_SESSION_TOKEN_BUFSZ);
         return kw_service_store_error(st, "signing in", err);
@@ -101,7 +104,7 @@ kw_status kw_service_session_get(kw_service *svc, const char *token, size_t len,
         return kw_service_store_error(st, "reading the session", err);
     int64_t now = kw_service_now(svc);
     if (now >= out->expires_at || now - out->last_seen_at >= svc->session_idle_s) {
-        svc->store->ops->session_delete(svc->store, hash);
+        svc->store->ops->session_delete(svc->store, hash, NULL); /* ended, not signed out */
         memset(out, 0, sizeof *out);
         return kw_error_set(err, KW_ERR_UNAUTHORIZED, "The session has ended; sign in again.");
     }
@@ -131,7 +134,8 @@ kw_status kw_service_session_delete(kw_service *svc, const char *token, size_t l
         return kw_error_set(err, KW_ERR_UNAUTHORIZED, "Sign in to continue.");
     uint8_t hash[KW_HASH_BYTES];
     session_hash(svc, token, len, hash);
-    kw_status st = svc->store->ops->session_delete(svc->store, hash);
+    kw_audit au = kw_service_audit(kw_service_now(svc), NULL, "session.delete");
+    kw_status st = svc->store->ops->session_delete(svc->store, hash, &au);
     if (st == KW_ERR_NOT_FOUND)
         return kw_error_set(err, KW_ERR_UNAUTHORIZED, "Sign in to continue.");
     return st == KW_OK ? KW_OK : kw_service_store_error(st, "signing out", err);

@@ -8,13 +8,20 @@
 #include "core/validate.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unictype.h>
 #include <unistr.h>
 
 #include "core/ids.h"
+#include "core/json.h"
 #include "core/keyfmt.h"
+
+#define METADATA_NAME_MAX 32
+/* Input past this is refused unparsed: no whitespace makes 1 KiB of JSON this long. */
+#define METADATA_TEXT_MAX (16 * KW_METADATA_MAX)
 
 bool kw_utf8_valid(const char *s, size_t n)
 {
@@ -143,4 +150,106 @@ kw_status kw_validate_id(const char *id, const char *kind, const char *field, kw
     if (!kw_id_valid(id, kind))
         return kw_error_set(err, KW_ERR_INVALID, "%s must be an id of the form %s_….", field, kind);
     return KW_OK;
+}
+
+/* [a-z][a-z0-9_]{0,31} */
+static bool metadata_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > METADATA_NAME_MAX || name[0] < 'a' || name[0] > 'z')
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+              name[i] == '_'))
+            return false;
+    return true;
+}
+
+/*
+ * How a message names member `index` (from 0) called name: quoted when it
+ * is short printable ASCII, else by its position only, so that a message
+ * never repeats control characters or a long text.
+ */
+static void metadata_member_label(const char *name, size_t index, char *out, size_t size)
+{
+    bool printable = strlen(name) <= METADATA_NAME_MAX * 2;
+    for (const char *p = name; printable && *p; p++)
+        printable = *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+    if (printable)
+        snprintf(out, size, "metadata member \"%s\"", name);
+    else
+        snprintf(out, size, "metadata member %zu", index + 1);
+}
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_NULL:
+        return "null";
+    default:
+        return "a value of another kind";
+    }
+}
+
+/* Checks the members of object root (see kw_validate_metadata). */
+static kw_status check_metadata_members(json_t *root, kw_error *err)
+{
+    if (json_object_size(root) > KW_METADATA_MEMBERS)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "metadata must have at most %d members; it has %zu.",
+                            KW_METADATA_MEMBERS, json_object_size(root));
+    const char *name;
+    json_t *value;
+    size_t index = 0;
+    json_object_foreach(root, name, value)
+    {
+        char label[96];
+        metadata_member_label(name, index++, label, sizeof label);
+        if (!metadata_name_ok(name))
+            return kw_error_set(err, KW_ERR_INVALID,
+                                "%s: a member name must be a lowercase letter, then up to 31 "
+                                "lowercase letters, digits or underscores.",
+                                label);
+        if (!json_is_string(value) && !json_is_number(value) && !json_is_boolean(value))
+            return kw_error_set(err, KW_ERR_INVALID,
+                                "%s must be a string, a number or a boolean, not %s.", label,
+                                json_kind(value));
+    }
+    return KW_OK;
+}
+
+kw_status kw_validate_metadata(const char *text, char out[KW_METADATA_BUFSZ], kw_error *err)
+{
+    out[0] = '\0';
+    if (!text || strlen(text) > METADATA_TEXT_MAX)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "metadata must be a JSON object of at most %d bytes.", KW_METADATA_MAX);
+    json_error_t je;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return kw_error_set(err, KW_ERR_INVALID,
+                            "metadata must be valid JSON (error at line %d, column %d).", je.line,
+                            je.column);
+    kw_status st = json_is_object(root)
+                       ? check_metadata_members(root, err)
+                       : kw_error_set(err, KW_ERR_INVALID, "metadata must be a JSON object.");
+    char *compact = st == KW_OK ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (st != KW_OK)
+        return st;
+    if (!compact)
+        return kw_error_set(err, KW_ERR_INTERNAL, "out of memory.");
+    size_t n = strlen(compact);
+    if (n > KW_METADATA_MAX)
+        st = kw_error_set(err, KW_ERR_INVALID,
+                          "metadata must be at most %d bytes once written compactly; it is %zu.",
+                          KW_METADATA_MAX, n);
+    else
+        memcpy(out, compact, n + 1);
+    kw_json_free(compact);
+    return st;
 }

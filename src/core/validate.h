@@ -2,7 +2,8 @@
  * validate.h - checks on the text users give: names, environments, emails.
  *
  * Each check returns KW_OK or KW_ERR_INVALID with a sentence naming the
- * field in *err. Nothing here allocates.
+ * field in *err. Nothing here allocates but the metadata check, which
+ * parses with jansson and frees what it parsed.
  */
 #ifndef KW_VALIDATE_H
 #define KW_VALIDATE_H

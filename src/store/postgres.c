@@ -52,8 +52,9 @@ static const kw_sql_dialect pg_dialect = {
     /* Held until commit: every node's key inserts for the account queue here. */
     .account_lock = "SELECT 1 FROM accounts WHERE id = ?1 FOR UPDATE",
     .key_insert = KW_SQL_KEY_INSERT("?1::text, ?2::text, ?3::text, ?4::text, ?5::text, "
-                                    "?6::bytea, ?7::bigint, ?8::bigint, ?9::bigint, ?10::bigint",
-                                    "?2::text", "?11::bigint", "?12::bigint"),
+                                    "?6::bytea, ?7::bigint, ?8::bigint, ?9::bigint, ?10::bigint, "
+                                    "?11::boolean, ?12::text, ?13::text, ?14::text",
+                                    "?2::text", "?15::bigint", "?16::bigint"),
     .root_list = "SELECT " KW_SQL_ROOT_COLS " FROM root_keys ORDER BY seq DESC",
     .key_touch = KW_SQL_TOUCH("api_keys", TOUCH_PAIRS),
     .root_touch = KW_SQL_TOUCH("root_keys", TOUCH_PAIRS),

@@ -108,6 +108,29 @@ static const char *const steps[] = {
     "  applied_seq bigint NOT NULL,"
     "  lease_until_ms bigint NOT NULL,"
     "  renewed_at bigint NOT NULL);",
+    /* 5: the key lifecycle (see the SQLite step 5): enabled, the roll's
+     * links, metadata, the audit entry's source_ip, and the audit log's
+     * retention: a row may be deleted only when it is older than the bound
+     * the prune has just recorded, in its own transaction. TRUNCATE stays
+     * refused. */
+    "ALTER TABLE api_keys ADD COLUMN enabled boolean NOT NULL DEFAULT true;"
+    "ALTER TABLE api_keys ADD COLUMN rolled_from text;"
+    "ALTER TABLE api_keys ADD COLUMN rolled_to text;"
+    "ALTER TABLE api_keys ADD COLUMN metadata text;"
+    "ALTER TABLE audit_log ADD COLUMN source_ip text;"
+    "CREATE INDEX audit_log_at ON audit_log(at);"
+    "CREATE TABLE audit_prune ("
+    "  one integer PRIMARY KEY CHECK (one = 1),"
+    "  before_at bigint NOT NULL);"
+    "INSERT INTO audit_prune(one, before_at) VALUES (1, -9223372036854775808);"
+    "CREATE FUNCTION keyward_audit_log_retention() RETURNS trigger LANGUAGE plpgsql AS"
+    "  $$BEGIN"
+    "    IF OLD.at < (SELECT before_at FROM audit_prune WHERE one = 1) THEN RETURN OLD; END IF;"
+    "    RAISE EXCEPTION 'audit_log is append-only';"
+    "  END$$;"
+    "DROP TRIGGER audit_log_no_delete ON audit_log;"
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+    "  FOR EACH ROW EXECUTE FUNCTION keyward_audit_log_retention();",
 };
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))

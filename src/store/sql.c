@@ -24,12 +24,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/timefmt.h"
+
 #define KEY_COLS KW_SQL_KEY_COLS
 #define KEY_COLS_K                                                                                 \
     "k.id, k.account_id, k.name, k.environment, k.masked, k.created_at, k.last_used_at, "          \
-    "k.expires_at"
-#define ROOT_COLS  KW_SQL_ROOT_COLS
-#define AUDIT_COLS "SELECT seq, at, actor, action, account_id, key_id, key_name FROM audit_log "
+    "k.expires_at, k.enabled, k.rolled_from, k.rolled_to, k.metadata"
+#define ROOT_COLS KW_SQL_ROOT_COLS
+#define AUDIT_COLS                                                                                 \
+    "SELECT seq, at, actor, action, account_id, key_id, key_name, source_ip FROM audit_log "
+/* A session's audit entry: the user acts, for its account (?1 at, ?2 action, ?3 source_ip). */
+#define SESSION_AUDIT                                                                              \
+    "INSERT INTO audit_log(at, actor, action, account_id, source_ip) SELECT CAST(?1 AS BIGINT), "  \
+    "'user:' || u.id, CAST(?2 AS TEXT), u.account_id, CAST(?3 AS TEXT) "
 #define SESSION_COLS                                                                               \
     "SELECT u.id, u.account_id, u.email, u.created_at, s.created_at, s.last_seen_at, "             \
     "s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id "
@@ -37,8 +44,8 @@
 /* The statements every dialect shares: KW_Q_PING up to the dialect's own. */
 static const char *const common_sql[KW_Q_ACCOUNT_LIST] = {
     [KW_Q_PING] = "SELECT 1",
-    [KW_Q_AUDIT_INSERT] = "INSERT INTO audit_log(at, actor, action, account_id, key_id, key_name) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [KW_Q_AUDIT_INSERT] = "INSERT INTO audit_log(at, actor, action, account_id, key_id, key_name, "
+                          "source_ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [KW_Q_AUDIT_ALL] = AUDIT_COLS "ORDER BY seq DESC LIMIT ?1",
     [KW_Q_AUDIT_ACCOUNT] = AUDIT_COLS "WHERE account_id = ?1 ORDER BY seq DESC LIMIT ?2",
     [KW_Q_ACCOUNT_INSERT] = "INSERT INTO accounts(id, name, created_at) VALUES (?1, ?2, ?3)",
@@ -84,6 +91,21 @@ static const char *const common_sql[KW_Q_ACCOUNT_LIST] = {
                            "FROM key_changes c LEFT JOIN api_keys k ON k.id = c.key_id "
                            "WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
     [KW_Q_NODE_LEAVE] = "DELETE FROM nodes WHERE id = ?1",
+    /* Served by audit_log_account (account_id, seq). */
+    [KW_Q_AUDIT_PAGE] = AUDIT_COLS "WHERE account_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+    /* The log's delete trigger lets only rows older than this bound go. */
+    [KW_Q_AUDIT_PRUNE_BOUND] = "UPDATE audit_prune SET before_at = ?1 WHERE one = 1",
+    [KW_Q_AUDIT_PRUNE] = "DELETE FROM audit_log WHERE at < ?1",
+    [KW_Q_KEY_UPDATE] = "UPDATE api_keys SET name = ?3, enabled = ?4, expires_at = ?5, "
+                        "metadata = ?6 WHERE id = ?1 AND account_id = ?2",
+    [KW_Q_KEY_ROLLED] =
+        "UPDATE api_keys SET expires_at = ?3, rolled_to = ?4 WHERE id = ?1 AND account_id = ?2",
+    /* NULL ?2: every environment. */
+    [KW_Q_KEY_REVOKE] = "DELETE FROM api_keys WHERE account_id = ?1 AND "
+                        "environment = coalesce(CAST(?2 AS TEXT), environment) RETURNING id, name",
+    [KW_Q_SESSION_AUDIT] = SESSION_AUDIT "FROM users u WHERE u.id = ?4",
+    [KW_Q_SESSION_END_AUDIT] =
+        SESSION_AUDIT "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = ?4",
 };
 
 /* Where each of the dialect's statements is, in the order of KW_Q_ACCOUNT_LIST on. */
@@ -310,9 +332,13 @@ static bool read_account(const kw_sql_rows *r, void *item)
     return READ_TEXTS(r, a, account_texts);
 }
 
-static const text_col key_texts[] = {TEXT(kw_key, id, 0), TEXT(kw_key, account_id, 1),
-                                     TEXT(kw_key, name, 2), TEXT(kw_key, environment, 3),
-                                     TEXT(kw_key, masked, 4)};
+static const text_col key_texts[] = {TEXT(kw_key, id, 0),         TEXT(kw_key, account_id, 1),
+                                     TEXT(kw_key, name, 2),       TEXT(kw_key, environment, 3),
+                                     TEXT(kw_key, masked, 4),     TEXT(kw_key, rolled_from, 9),
+                                     TEXT(kw_key, rolled_to, 10), TEXT(kw_key, metadata, 11)};
+
+/* The columns of KEY_COLS, and those that follow them in a key's row. */
+enum { KEY_COL_COUNT = 12, COL_HASH = KEY_COL_COUNT, COL_PEPPER, COL_SEQ, COL_CHANGE_ID };
 
 static bool read_key(const kw_sql_rows *r, void *item)
 {
@@ -321,6 +347,7 @@ static bool read_key(const kw_sql_rows *r, void *item)
     k->created_at = col_int(r, 5);
     k->last_used_at = col_time(r, 6);
     k->expires_at = col_time(r, 7);
+    k->enabled = col_int(r, 8) != 0;
     return READ_TEXTS(r, k, key_texts);
 }
 
@@ -329,9 +356,9 @@ static bool read_key_row(const kw_sql_rows *r, void *item)
 {
     kw_key_row *row = item;
     memset(row, 0, sizeof *row);
-    if (!read_key(r, &row->key) || !r->conn->driver->hash(r, 8, row->hash))
+    if (!read_key(r, &row->key) || !r->conn->driver->hash(r, COL_HASH, row->hash))
         return false;
-    row->pepper_version = (uint32_t)col_int(r, 9);
+    row->pepper_version = (uint32_t)col_int(r, COL_PEPPER);
     return true;
 }
 
@@ -343,11 +370,11 @@ static bool read_change(const kw_sql_rows *r, void *item)
 {
     kw_key_change *ch = item;
     memset(ch, 0, sizeof *ch);
-    ch->seq = col_int(r, 10);
+    ch->seq = col_int(r, COL_SEQ);
     ch->present = !r->conn->driver->is_null(r, 0);
     if (ch->present)
         return read_key_row(r, &ch->row);
-    return col_text(r, 11, ch->row.key.id, sizeof ch->row.key.id);
+    return col_text(r, COL_CHANGE_ID, ch->row.key.id, sizeof ch->row.key.id);
 }
 
 static const text_col root_key_texts[] = {TEXT(kw_root_key, id, 0), TEXT(kw_root_key, name, 1),
@@ -363,9 +390,9 @@ static bool read_root_key(const kw_sql_rows *r, void *item)
 }
 
 static const text_col audit_texts[] = {
-    TEXT(kw_audit_entry, actor, 2), TEXT(kw_audit_entry, action, 3),
+    TEXT(kw_audit_entry, actor, 2),      TEXT(kw_audit_entry, action, 3),
     TEXT(kw_audit_entry, account_id, 4), TEXT(kw_audit_entry, key_id, 5),
-    TEXT(kw_audit_entry, key_name, 6)};
+    TEXT(kw_audit_entry, key_name, 6),   TEXT(kw_audit_entry, source_ip, 7)};
 
 static bool read_audit(const kw_sql_rows *r, void *item)
 {
@@ -396,6 +423,18 @@ static bool read_int(const kw_sql_rows *r, void *item)
 {
     *(int64_t *)item = col_int(r, 0);
     return true;
+}
+
+/* A revoked key: what the audit entry and the feed name it by. */
+typedef struct {
+    char id[KW_ID_BUFSZ];
+    char name[KW_NAME_BUFSZ];
+} revoked_key;
+
+static bool read_revoked(const kw_sql_rows *r, void *item)
+{
+    revoked_key *k = item;
+    return col_text(r, 0, k->id, sizeof k->id) && col_text(r, 1, k->name, sizeof k->name);
 }
 
 /* What a delete's RETURNING gives back: the name, for the audit entry (KW_NAME_BUFSZ bytes). */
@@ -489,17 +528,29 @@ typedef struct {
     int64_t now;
     int64_t expires_at;
     const char *account_id;
-    const char *id;       /* a key's, root key's or node's; a session's user */
-    const char *touch[2]; /* JSON batches of last-used times: keys, root keys */
-    int64_t seq;          /* out: a change's position, or the feed head */
+    const char *id;              /* a key's, root key's or node's; a session's user */
+    const char *touch[2];        /* JSON batches of last-used times: keys, root keys */
+    const char *environment;     /* key_revoke's filter; NULL: all */
+    const kw_key_update *update; /* key_update's changes */
+    int64_t grace_s;             /* key_roll's */
+    kw_key *out;                 /* out: the key changed (key_update), the new key (key_roll) */
+    kw_key *previous;            /* out: the rolled key */
+    int64_t count;               /* out: rows changed (key_revoke, audit_prune) */
+    int64_t seq;                 /* out: a change's position, or the feed head */
 } change;
+
+/* An optional text column's value: "" binds NULL. */
+static const char *opt_text(const char *s)
+{
+    return s && s[0] ? s : NULL;
+}
 
 /* Appends the audit entry of the change being made, inside its transaction. */
 static kw_status audit(kw_sql_conn *c, const kw_audit *au, const char *action,
                        const char *account_id, const char *key_id, const char *key_name)
 {
-    return exec(c, KW_Q_AUDIT_INSERT, NULL, "ittttt", au->at, au->actor,
-                action ? action : au->action, account_id, key_id, key_name);
+    return exec(c, KW_Q_AUDIT_INSERT, NULL, "itttttt", au->at, au->actor,
+                action ? action : au->action, account_id, key_id, key_name, au->source_ip);
 }
 
 /* KW_OK when statement q (KW_Q_ACCOUNT_EXISTS or _LOCK) finds account id. */
@@ -542,6 +593,18 @@ static kw_status on_account_insert(kw_sql_conn *c, void *arg)
     return status == KW_OK ? audit(c, m->au, NULL, a->id, NULL, NULL) : status;
 }
 
+/* Inserts k with m's hash when the account holds fewer than `limit` keys unexpired at m->now. */
+static kw_status insert_key(kw_sql_conn *c, const change *m, const kw_key *k, int64_t limit)
+{
+    int64_t inserted = 0;
+    kw_status status =
+        exec(c, KW_Q_KEY_INSERT, &inserted, "ttttthiiooitttii", k->id, k->account_id, k->name,
+             k->environment, k->masked, m->hash, m->pepper_version, k->created_at, k->last_used_at,
+             k->expires_at, (int64_t)(k->enabled ? 1 : 0), opt_text(k->rolled_from),
+             opt_text(k->rolled_to), opt_text(k->metadata), m->now, limit);
+    return status == KW_OK && inserted == 0 ? KW_ERR_LIMIT : status;
+}
+
 /*
  * The account's lock, then the insert whose limit check counts under it:
  * no other writer, in any process or node, can slip a key in between.
@@ -551,16 +614,160 @@ static kw_status on_key_insert(kw_sql_conn *c, void *arg)
     change *m = arg;
     const kw_key *k = m->key;
     kw_status status = account_check(c, KW_Q_ACCOUNT_LOCK, k->account_id);
-    int64_t inserted = 0;
     if (status == KW_OK)
-        status = exec(c, KW_Q_KEY_INSERT, &inserted, "ttttthiiooii", k->id, k->account_id, k->name,
-                      k->environment, k->masked, m->hash, m->pepper_version, k->created_at,
-                      k->last_used_at, k->expires_at, m->now, m->limit);
-    if (status == KW_OK && inserted == 0)
-        status = KW_ERR_LIMIT;
+        status = insert_key(c, m, k, m->limit);
     if (status == KW_OK)
         status = audit(c, m->au, NULL, k->account_id, k->id, k->name);
     return status == KW_OK ? feed_append(c, m->au->at, k->id, &m->seq) : status;
+}
+
+/* Reads key id of account_id into *out (inside the caller's transaction). */
+static kw_status read_key_in(kw_sql_conn *c, const char *account_id, const char *id, kw_key *out)
+{
+    kw_sql_rows rows;
+    kw_status status = query(c, KW_Q_KEY_GET, &rows, "tt", id, account_id);
+    return status == KW_OK ? read_one(&rows, read_key, out) : status;
+}
+
+/* Writes k's changeable columns: name, enabled, expiry and metadata. */
+static kw_status write_key(kw_sql_conn *c, const kw_key *k)
+{
+    return exec(c, KW_Q_KEY_UPDATE, NULL, "tttiot", k->id, k->account_id, k->name,
+                (int64_t)(k->enabled ? 1 : 0), k->expires_at, opt_text(k->metadata));
+}
+
+/*
+ * Under the account's lock (which every change of its keys takes), the
+ * row is read, changed here and written back whole; then its audit entry
+ * and its feed change, so every node re-reads the row.
+ */
+static kw_status on_key_update(kw_sql_conn *c, void *arg)
+{
+    change *m = arg;
+    const kw_key_update *u = m->update;
+    kw_key *k = m->out;
+    kw_status status = account_check(c, KW_Q_ACCOUNT_LOCK, m->account_id);
+    if (status == KW_OK)
+        status = read_key_in(c, m->account_id, m->id, k);
+    if (status != KW_OK)
+        return status;
+    if (u->name)
+        snprintf(k->name, sizeof k->name, "%s", u->name);
+    if (u->enabled >= 0)
+        k->enabled = u->enabled != 0;
+    if (u->set_expires_at)
+        k->expires_at = u->expires_at;
+    if (u->set_metadata) {
+        const char *metadata = u->metadata ? u->metadata : "";
+        if (strlen(metadata) >= sizeof k->metadata) /* never stored cut short */
+            return KW_ERR_INVALID;
+        memcpy(k->metadata, metadata, strlen(metadata) + 1);
+    }
+    status = write_key(c, k);
+    if (status == KW_OK) /* *out as stored, not as patched here */
+        status = read_key_in(c, m->account_id, m->id, k);
+    if (status == KW_OK)
+        status = audit(c, m->au, NULL, k->account_id, k->id, k->name);
+    return status == KW_OK ? feed_append(c, m->au->at, k->id, &m->seq) : status;
+}
+
+/* The expiry a roll gives the new key: the old key's lifetime again, from now. */
+static int64_t rolled_expiry(const kw_key *old, int64_t now)
+{
+    if (old->expires_at == KW_TIME_NONE)
+        return KW_TIME_NONE;
+    int64_t lifetime = old->expires_at - old->created_at;
+    if (lifetime < 1)
+        lifetime = 1;
+    return lifetime > KW_TIME_MAX - now ? KW_TIME_MAX : now + lifetime;
+}
+
+/*
+ * The state check and both writes under the account's lock: two rolls of
+ * one key, or a roll and a disable, cannot both pass it. The new key takes
+ * what it inherits from the old row as read here, not as the caller saw it.
+ */
+static kw_status on_key_roll(kw_sql_conn *c, void *arg)
+{
+    change *m = arg;
+    kw_key *old = m->previous, *k = m->out;
+    kw_status status = account_check(c, KW_Q_ACCOUNT_LOCK, m->account_id);
+    if (status == KW_OK)
+        status = read_key_in(c, m->account_id, m->id, old);
+    if (status != KW_OK)
+        return status;
+    if (!kw_key_active(old, m->now) || !old->enabled || old->rolled_to[0])
+        return KW_ERR_KEY_STATE;
+    *k = *m->key;
+    snprintf(k->account_id, sizeof k->account_id, "%s", old->account_id);
+    snprintf(k->name, sizeof k->name, "%s", old->name);
+    snprintf(k->environment, sizeof k->environment, "%s", old->environment);
+    snprintf(k->metadata, sizeof k->metadata, "%s", old->metadata);
+    snprintf(k->rolled_from, sizeof k->rolled_from, "%s", old->id);
+    k->rolled_to[0] = '\0';
+    k->enabled = true;
+    k->expires_at = rolled_expiry(old, m->now);
+    status = insert_key(c, m, k, INT64_MAX);
+    int64_t grace_end = m->now + m->grace_s;
+    if (old->expires_at == KW_TIME_NONE || old->expires_at > grace_end)
+        old->expires_at = grace_end;
+    snprintf(old->rolled_to, sizeof old->rolled_to, "%s", k->id);
+    if (status == KW_OK)
+        status = exec(c, KW_Q_KEY_ROLLED, NULL, "ttot", old->id, old->account_id, old->expires_at,
+                      old->rolled_to);
+    if (status == KW_OK)
+        status = audit(c, m->au, NULL, old->account_id, old->id, old->name);
+    if (status == KW_OK)
+        status = feed_append(c, m->au->at, old->id, &m->seq);
+    return status == KW_OK ? feed_append(c, m->au->at, k->id, &m->seq) : status;
+}
+
+/*
+ * Under the account's lock, which every key insert takes too: an insert
+ * that committed first is deleted here, one that waited for the lock
+ * comes after and stays. Each key then gets its audit entry and its feed
+ * change; the driver is told that hashes were removed.
+ */
+static kw_status on_key_revoke(kw_sql_conn *c, void *arg)
+{
+    change *m = arg;
+    m->count = 0;
+    m->seq = 0;
+    kw_status status = account_check(c, KW_Q_ACCOUNT_LOCK, m->account_id);
+    kw_sql_rows rows;
+    if (status == KW_OK)
+        status = query(c, KW_Q_KEY_REVOKE, &rows, "tt", m->account_id, m->environment);
+    if (status != KW_OK)
+        return status;
+    void *items = NULL;
+    size_t n = 0;
+    status = read_all(&rows, read_revoked, sizeof(revoked_key), &items, &n);
+    const revoked_key *keys = items;
+    for (size_t i = 0; i < n && status == KW_OK; i++) {
+        status = audit(c, m->au, NULL, m->account_id, keys[i].id, keys[i].name);
+        if (status == KW_OK)
+            status = feed_append(c, m->au->at, keys[i].id, &m->seq);
+    }
+    free(items);
+    if (status == KW_OK)
+        m->count = (int64_t)n;
+    c->erased = c->erased || (status == KW_OK && n > 0);
+    return status;
+}
+
+/*
+ * The bound first, which the log's delete trigger reads: only rows older
+ * than it may go, and only inside this transaction, which puts the bound
+ * back to the smallest time before it commits.
+ */
+static kw_status on_audit_prune(kw_sql_conn *c, void *arg)
+{
+    change *m = arg;
+    kw_status status = exec(c, KW_Q_AUDIT_PRUNE_BOUND, NULL, "i", m->now);
+    if (status == KW_OK)
+        status = exec(c, KW_Q_AUDIT_PRUNE, &m->count, "i", m->now);
+    return status == KW_OK ? exec(c, KW_Q_AUDIT_PRUNE_BOUND, NULL, "i", (int64_t)INT64_MIN)
+                           : status;
 }
 
 /*
@@ -642,13 +849,16 @@ static kw_status on_pepper_check(kw_sql_conn *c, void *arg)
     return status == KW_OK && !same ? KW_ERR_CONFLICT : status;
 }
 
-/* The purge of ended sessions, then the insert: one transaction. */
+/* The purge of ended sessions, then the insert and its audit entry: one transaction. */
 static kw_status on_session_insert(kw_sql_conn *c, void *arg)
 {
     const change *m = arg;
     kw_status status = exec(c, KW_Q_SESSION_PURGE, NULL, "i", m->now);
     if (status == KW_OK)
         status = exec(c, KW_Q_SESSION_INSERT, NULL, "htii", m->hash, m->id, m->now, m->expires_at);
+    if (status == KW_OK && m->au)
+        status = exec(c, KW_Q_SESSION_AUDIT, NULL, "ittt", m->au->at, m->au->action,
+                      m->au->source_ip, m->id);
     return status;
 }
 
@@ -658,12 +868,20 @@ static kw_status on_session_touch(kw_sql_conn *c, void *arg)
     return exec(c, KW_Q_SESSION_TOUCH, NULL, "hi", m->hash, m->now);
 }
 
-/* A session that a concurrent delete took first is not found. */
+/*
+ * A session that a concurrent delete took first is not found (and its
+ * audit entry, written first while the user is still known, rolls back).
+ */
 static kw_status on_session_delete(kw_sql_conn *c, void *arg)
 {
     const change *m = arg;
     int64_t deleted = 0;
-    kw_status status = exec(c, KW_Q_SESSION_DELETE, &deleted, "h", m->hash);
+    kw_status status = KW_OK;
+    if (m->au)
+        status = exec(c, KW_Q_SESSION_END_AUDIT, NULL, "itth", m->au->at, m->au->action,
+                      m->au->source_ip, m->hash);
+    if (status == KW_OK)
+        status = exec(c, KW_Q_SESSION_DELETE, &deleted, "h", m->hash);
     return status == KW_OK && deleted == 0 ? KW_ERR_NOT_FOUND : status;
 }
 
@@ -844,6 +1062,49 @@ static kw_status op_key_delete(kw_store *base, const char *account_id, const cha
     return status;
 }
 
+static kw_status op_key_update(kw_store *base, const char *account_id, const char *key_id,
+                               const kw_key_update *u, const kw_audit *au, kw_key *out,
+                               int64_t *seq)
+{
+    change m = {.au = au, .account_id = account_id, .id = key_id, .update = u, .out = out};
+    kw_status status = mutate(base, on_key_update, &m);
+    if (status == KW_OK && seq)
+        *seq = m.seq;
+    return status;
+}
+
+static kw_status op_key_roll(kw_store *base, const char *account_id, const char *key_id,
+                             const kw_key *k, const uint8_t hash[KW_HASH_BYTES],
+                             uint32_t pepper_version, int64_t now, int64_t grace_s,
+                             const kw_audit *au, kw_key *new_key, kw_key *previous, int64_t *seq)
+{
+    change m = {.au = au,
+                .account_id = account_id,
+                .id = key_id,
+                .key = k,
+                .hash = hash,
+                .pepper_version = pepper_version,
+                .now = now,
+                .grace_s = grace_s,
+                .out = new_key,
+                .previous = previous};
+    kw_status status = mutate(base, on_key_roll, &m);
+    if (status == KW_OK && seq)
+        *seq = m.seq;
+    return status;
+}
+
+static kw_status op_key_revoke(kw_store *base, const char *account_id, const char *environment,
+                               const kw_audit *au, int *count, int64_t *seq)
+{
+    change m = {.au = au, .account_id = account_id, .environment = environment};
+    kw_status status = mutate(base, on_key_revoke, &m);
+    *count = status == KW_OK ? (int)m.count : 0;
+    if (status == KW_OK && seq)
+        *seq = m.seq;
+    return status;
+}
+
 static kw_status op_key_find(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
                              uint32_t pepper_version, kw_key *out)
 {
@@ -1013,6 +1274,26 @@ static kw_status op_audit_list(kw_store *base, const char *account_id, size_t li
     return status;
 }
 
+static kw_status op_audit_page(kw_store *base, const char *account_id, int64_t before_seq,
+                               size_t limit, kw_audit_list *out)
+{
+    int64_t n = limit > INT64_MAX ? INT64_MAX : (int64_t)limit;
+    void *items;
+    kw_status status =
+        list_rows(base, KW_Q_AUDIT_PAGE, read_audit, sizeof *out->items, &items, &out->count, "tii",
+                  account_id, before_seq > 0 ? before_seq : INT64_MAX, n);
+    out->items = items;
+    return status;
+}
+
+static kw_status op_audit_prune(kw_store *base, int64_t before_time, int64_t *removed)
+{
+    change m = {.now = before_time};
+    kw_status status = mutate(base, on_audit_prune, &m);
+    *removed = status == KW_OK ? m.count : 0;
+    return status;
+}
+
 static kw_status op_pepper_check(kw_store *base, uint32_t version,
                                  const uint8_t check[KW_HASH_BYTES])
 {
@@ -1046,9 +1327,10 @@ static kw_status op_change_token(kw_store *base, uint64_t *token)
 }
 
 static kw_status op_session_insert(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
-                                   const char *user_id, int64_t now, int64_t expires_at)
+                                   const char *user_id, int64_t now, int64_t expires_at,
+                                   const kw_audit *au)
 {
-    change m = {.hash = hash, .id = user_id, .now = now, .expires_at = expires_at};
+    change m = {.au = au, .hash = hash, .id = user_id, .now = now, .expires_at = expires_at};
     return mutate(base, on_session_insert, &m);
 }
 
@@ -1063,9 +1345,10 @@ static kw_status op_session_touch(kw_store *base, const uint8_t hash[KW_HASH_BYT
     return mutate(base, on_session_touch, &m);
 }
 
-static kw_status op_session_delete(kw_store *base, const uint8_t hash[KW_HASH_BYTES])
+static kw_status op_session_delete(kw_store *base, const uint8_t hash[KW_HASH_BYTES],
+                                   const kw_audit *au)
 {
-    change m = {.hash = hash};
+    change m = {.au = au, .hash = hash};
     return mutate(base, on_session_delete, &m);
 }
 
@@ -1167,15 +1450,17 @@ static kw_status op_feed_wait(kw_store *base, int timeout_ms)
     .close = op_close, .migrate = op_migrate, .ping = op_ping,                                     \
     .account_insert = op_account_insert, .account_get = op_account_get,                            \
     .account_list = op_account_list, .key_insert = op_key_insert, .key_list = op_key_list,         \
-    .key_get = op_key_get, .key_delete = op_key_delete, .key_find = op_key_find,                   \
+    .key_get = op_key_get, .key_delete = op_key_delete, .key_update = op_key_update,               \
+    .key_roll = op_key_roll, .key_revoke = op_key_revoke, .key_find = op_key_find,                 \
     .touch = op_touch, .root_key_insert = op_root_key_insert, .root_key_list = op_root_key_list,   \
     .root_key_delete = op_root_key_delete, .root_key_find = op_root_key_find,                      \
     .user_insert = op_user_insert, .user_find_by_email = op_user_find_by_email,                    \
-    .pepper_check = op_pepper_check, .audit_list = op_audit_list,                                  \
-    .session_insert = op_session_insert, .session_find = op_session_find,                          \
-    .session_touch = op_session_touch, .session_delete = op_session_delete,                        \
-    .key_count_active = op_key_count_active, .feed_head = op_feed_head, .key_scan = op_key_scan,   \
-    .changes_since = op_changes_since, .feed_prune = op_feed_prune, .bootstrap = op_bootstrap
+    .pepper_check = op_pepper_check, .audit_list = op_audit_list, .audit_page = op_audit_page,     \
+    .audit_prune = op_audit_prune, .session_insert = op_session_insert,                            \
+    .session_find = op_session_find, .session_touch = op_session_touch,                            \
+    .session_delete = op_session_delete, .key_count_active = op_key_count_active,                  \
+    .feed_head = op_feed_head, .key_scan = op_key_scan, .changes_since = op_changes_since,         \
+    .feed_prune = op_feed_prune, .bootstrap = op_bootstrap
 
 /* A store whose nodes share its files (SQLite): the change token. */
 static const kw_store_ops token_ops = {

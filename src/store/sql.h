@@ -57,6 +57,14 @@ enum {
     KW_Q_KEY_SCAN,
     KW_Q_CHANGES_SINCE,
     KW_Q_NODE_LEAVE,
+    KW_Q_AUDIT_PAGE,
+    KW_Q_AUDIT_PRUNE_BOUND,
+    KW_Q_AUDIT_PRUNE,
+    KW_Q_KEY_UPDATE,
+    KW_Q_KEY_ROLLED,
+    KW_Q_KEY_REVOKE,
+    KW_Q_SESSION_AUDIT,
+    KW_Q_SESSION_END_AUDIT,
     /* kw_sql_dialect, in the order of its fields */
     KW_Q_ACCOUNT_LIST,
     KW_Q_ACCOUNT_LOCK,
@@ -82,7 +90,7 @@ typedef struct {
     const char *account_list; /* all accounts, oldest first */
     const char
         *account_lock;      /* ?1 id: a row when it exists, locked to the end of the transaction */
-    const char *key_insert; /* ?1..?10 the key, ?11 now, ?12 limit: inserts only under the limit */
+    const char *key_insert; /* ?1..?14 the key, ?15 now, ?16 limit: inserts only under the limit */
     const char *root_list;  /* all root keys, newest first */
     const char *key_touch;  /* ?1 JSON [[id, at], ...]: raises last_used_at, never lowers it */
     const char *root_touch; /* the same for root keys */
@@ -96,12 +104,14 @@ typedef struct {
 
 /* Columns and statements that the dialects write out in their own words. */
 #define KW_SQL_KEY_COLS                                                                            \
-    "id, account_id, name, environment, masked, created_at, last_used_at, expires_at"
+    "id, account_id, name, environment, masked, created_at, last_used_at, expires_at, enabled, "   \
+    "rolled_from, rolled_to, metadata"
 #define KW_SQL_ROOT_COLS "id, name, masked, created_at, last_used_at"
 /* The key insert that checks the limit itself: values, then the account, now and the limit. */
 #define KW_SQL_KEY_INSERT(values, account, now, limit)                                             \
     "INSERT INTO api_keys(id, account_id, name, environment, masked, hash, pepper_version, "       \
-    "created_at, last_used_at, expires_at) SELECT " values " WHERE (SELECT count(*) FROM "         \
+    "created_at, last_used_at, expires_at, enabled, rolled_from, rolled_to, metadata) "            \
+    "SELECT " values " WHERE (SELECT count(*) FROM "                                               \
     "api_keys WHERE account_id = " account " AND (expires_at IS NULL OR expires_at > " now         \
     ")) < " limit
 /* Raises last_used_at of table to the newest time `pairs` (rows of id, at) give an id. */

@@ -58,7 +58,8 @@
 static const kw_sql_dialect sqlite_dialect = {
     .account_list = "SELECT id, name, created_at FROM accounts ORDER BY rowid",
     .account_lock = "SELECT 1 FROM accounts WHERE id = ?1",
-    .key_insert = KW_SQL_KEY_INSERT("?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10", "?2", "?11", "?12"),
+    .key_insert = KW_SQL_KEY_INSERT("?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14",
+                                    "?2", "?15", "?16"),
     .root_list = "SELECT " KW_SQL_ROOT_COLS " FROM root_keys ORDER BY rowid DESC",
     .key_touch = KW_SQL_TOUCH("api_keys", TOUCH_PAIRS),
     .root_touch = KW_SQL_TOUCH("root_keys", TOUCH_PAIRS),

@@ -94,6 +94,28 @@ static const char *const steps[] = {
     "  applied_seq INTEGER NOT NULL,"
     "  lease_until_ms INTEGER NOT NULL,"
     "  renewed_at INTEGER NOT NULL);",
+    /* 5: the key lifecycle. A key may be disabled, linked to the key that
+     * replaced it or that it replaced by a roll (ids; NULL none), and carry
+     * metadata (a JSON object's text; NULL none); rows from before keep
+     * working, enabled. An audit entry records the client's address (NULL
+     * unknown) and is paged per account by seq (audit_log_account). The
+     * log stays append-only but for its retention: a row may be deleted
+     * only when it is older than the bound the prune has just recorded in
+     * audit_prune, in its own transaction (store.h: audit_prune). */
+    "ALTER TABLE api_keys ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE api_keys ADD COLUMN rolled_from TEXT;"
+    "ALTER TABLE api_keys ADD COLUMN rolled_to TEXT;"
+    "ALTER TABLE api_keys ADD COLUMN metadata TEXT;"
+    "ALTER TABLE audit_log ADD COLUMN source_ip TEXT;"
+    "CREATE INDEX audit_log_at ON audit_log(at);"
+    "CREATE TABLE audit_prune ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  before_at INTEGER NOT NULL);"
+    "INSERT INTO audit_prune(one, before_at) VALUES (1, -9223372036854775807 - 1);"
+    "DROP TRIGGER audit_log_no_delete;"
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+    "  WHEN old.at >= (SELECT before_at FROM audit_prune WHERE one = 1)"
+    "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
 };
 
 #define STEP_COUNT ((int)(sizeof steps / sizeof steps[0]))

@@ -30,9 +30,20 @@ typedef struct kw_store kw_store;
 /* What an audit entry records about the change being made; never a secret. */
 typedef struct {
     int64_t at;
-    const char *actor;  /* "cli", "root_key:rk_…", "user:usr_…" */
-    const char *action; /* "key.create", "key.delete", ... */
+    const char *actor;     /* "cli", "root_key:rk_…", "user:usr_…" */
+    const char *action;    /* "key.create", "key.delete", ... */
+    const char *source_ip; /* the client's address; NULL when not known (the CLI) */
 } kw_audit;
+
+/* What key_update changes: the members set, nothing else. */
+typedef struct {
+    const char *name; /* NULL: unchanged */
+    int enabled;      /* -1: unchanged; 0 or 1 */
+    bool set_expires_at;
+    int64_t expires_at; /* KW_TIME_NONE: never */
+    bool set_metadata;
+    const char *metadata; /* compact JSON object text; NULL or "": none */
+} kw_key_update;
 
 /* A stored key with its hash: one row of the verification index. */
 typedef struct {
@@ -94,6 +105,41 @@ typedef struct kw_store_ops {
      */
     kw_status (*key_delete)(kw_store *s, const char *account_id, const char *key_id,
                             const kw_audit *au, int64_t *seq);
+    /*
+     * Applies u to the key, records au in the audit log (with the key's id
+     * and its name as it now is) and appends the change (the key's id) to
+     * the feed, in one transaction under the account's lock; *out receives
+     * the key as it now is, *seq (when not NULL) the change's position.
+     */
+    kw_status (*key_update)(kw_store *s, const char *account_id, const char *key_id,
+                            const kw_key_update *u, const kw_audit *au, kw_key *out, int64_t *seq);
+    /*
+     * Rolls key key_id in one transaction under the account's lock: the
+     * old key must exist (else KW_ERR_NOT_FOUND) and, at `now`, be
+     * unexpired, enabled and not rolled already (else KW_ERR_KEY_STATE).
+     * Inserts k with its hash, no limit checked, taking from the old row
+     * as it is under the lock its name, environment and metadata, a
+     * rolled_from naming it, and, when the old key had an expiry, the same
+     * lifetime from now (at most KW_TIME_MAX); k gives the id, masked
+     * form and times. The old key gets rolled_to and expires at the sooner
+     * of its own expiry and now + grace_s. One audit entry (au, naming the
+     * old key), a feed change for each key; *new_key and *previous receive
+     * both as they now are, *seq (when not NULL) the last change's position.
+     */
+    kw_status (*key_roll)(kw_store *s, const char *account_id, const char *key_id, const kw_key *k,
+                          const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version, int64_t now,
+                          int64_t grace_s, const kw_audit *au, kw_key *new_key, kw_key *previous,
+                          int64_t *seq);
+    /*
+     * Deletes every key of the account in environment (NULL: all) in one
+     * transaction under the account's lock (KW_ERR_NOT_FOUND when there is
+     * no such account): a key inserted before it commits is deleted, one
+     * inserted after it survives. Each key gets its audit entry (au, with
+     * its id and name) and its feed change; *count receives how many, *seq
+     * (when not NULL) the last change's position (0 when none).
+     */
+    kw_status (*key_revoke)(kw_store *s, const char *account_id, const char *environment,
+                            const kw_audit *au, int *count, int64_t *seq);
     /* Looks a key up by its hash (an indexed point lookup). */
     kw_status (*key_find)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], uint32_t pepper_version,
                           kw_key *out);
@@ -126,6 +172,19 @@ typedef struct kw_store_ops {
 
     /* Audit entries, newest first, of one account (or all when account_id is NULL). */
     kw_status (*audit_list)(kw_store *s, const char *account_id, size_t limit, kw_audit_list *out);
+    /*
+     * An account's audit entries whose seq is below before_seq (0: no
+     * bound), newest first, at most limit: pages cut by position, which
+     * entries inserted meanwhile never shift.
+     */
+    kw_status (*audit_page)(kw_store *s, const char *account_id, int64_t before_seq, size_t limit,
+                            kw_audit_list *out);
+    /*
+     * Deletes the audit entries recorded before before_time (Unix
+     * seconds); *removed receives how many. The only way rows leave the
+     * log: its triggers refuse any other delete or update.
+     */
+    kw_status (*audit_prune)(kw_store *s, int64_t before_time, int64_t *removed);
 
     /*
      * Optional (NULL when the backend cannot offer it): a value that changes
@@ -140,14 +199,18 @@ typedef struct kw_store_ops {
     /*
      * Console sessions, stored by the keyed hash of their token. Inserting
      * also removes every session whose absolute end is at or before `now`.
+     * A sign-in and a sign-out are audited (au, when not NULL: its time,
+     * action and source_ip) in their transaction, for the user's account
+     * and with the user as actor ("user:usr_…", read from the store: au's
+     * actor is not used).
      */
     kw_status (*session_insert)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], const char *user_id,
-                                int64_t now, int64_t expires_at);
+                                int64_t now, int64_t expires_at, const kw_audit *au);
     /* The session and its user; KW_ERR_NOT_FOUND when there is none. */
     kw_status (*session_find)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], kw_session *out);
     kw_status (*session_touch)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], int64_t at);
-    /* KW_ERR_NOT_FOUND when there was no such session. */
-    kw_status (*session_delete)(kw_store *s, const uint8_t hash[KW_HASH_BYTES]);
+    /* KW_ERR_NOT_FOUND when there was no such session. au: see session_insert. */
+    kw_status (*session_delete)(kw_store *s, const uint8_t hash[KW_HASH_BYTES], const kw_audit *au);
 
     /* Counts the keys of all accounts that are unexpired at `now` (for metrics). */
     kw_status (*key_count_active)(kw_store *s, int64_t now, int64_t *count);
@@ -155,8 +218,9 @@ typedef struct kw_store_ops {
     /*
      * ---- The change feed: how every node keeps its verification index exact ----
      *
-     * Every mutation that can change a verification answer (key_insert and
-     * key_delete today) appends one row to the feed in its own transaction.
+     * Every mutation that can change a verification answer (key_insert,
+     * key_update, key_roll, key_revoke and key_delete) appends one row per
+     * key it changes to the feed in its own transaction.
      * Positions are allocated under a lock every writer takes (the feed
      * head row), so they are contiguous and in commit order: a reader that
      * has seen position N has seen every change up to N. Writes that cannot

@@ -30,7 +30,7 @@ from kwtest import BIN, check, data_dir, eq, ok_run, run, run_tests, stderr_log,
 kwserver.PG_SERVER = None
 
 PEPPER_B = "1:" + "b2" * 32
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 # ---- helpers ----
@@ -430,7 +430,15 @@ def test_restore_migrates_an_older_schema():
     secret = make_store()
     ok_run(["backup", "old.db"])
     old = os.path.join(tmpdir(), "old.db")
-    fabricate(old, "DROP TABLE nodes; DROP TABLE feed_head; DROP TABLE key_changes;"
+    fabricate(old, "DROP TRIGGER audit_log_no_delete; DROP TABLE audit_prune;"
+                   "DROP INDEX audit_log_at; ALTER TABLE audit_log DROP COLUMN source_ip;"
+                   "ALTER TABLE api_keys DROP COLUMN enabled;"
+                   "ALTER TABLE api_keys DROP COLUMN rolled_from;"
+                   "ALTER TABLE api_keys DROP COLUMN rolled_to;"
+                   "ALTER TABLE api_keys DROP COLUMN metadata;"
+                   "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+                   "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;"
+                   "DROP TABLE nodes; DROP TABLE feed_head; DROP TABLE key_changes;"
                    "DROP TABLE sessions; DROP TABLE pepper_checks;"
                    "DELETE FROM schema_migrations WHERE version > 1;")
     d = new_data_dir("restored")

@@ -50,7 +50,8 @@ void sc_add_account(kw_store *s, const char *id)
 
 static kw_key make_key(const char *id, const char *account_id, int64_t expires_at)
 {
-    kw_key k = {.created_at = NOW, .last_used_at = KW_TIME_NONE, .expires_at = expires_at};
+    kw_key k = {
+        .created_at = NOW, .last_used_at = KW_TIME_NONE, .expires_at = expires_at, .enabled = true};
     snprintf(k.id, sizeof k.id, "%s", id);
     snprintf(k.account_id, sizeof k.account_id, "%s", account_id);
     snprintf(k.name, sizeof k.name, "Name of %s", id);
@@ -501,7 +502,7 @@ static void test_sessions(void **state)
     for (int i = 0; i < 6; i++)
         make_hash(h[i], 200 + i);
 
-    assert_int_equal(s->ops->session_insert(s, h[0], "usr_1", NOW, NOW + 3600), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[0], "usr_1", NOW, NOW + 3600, NULL), KW_OK);
     assert_session(s, h[0], NOW, NOW, NOW + 3600);
     kw_session found;
     assert_int_equal(s->ops->session_find(s, h[5], &found), KW_ERR_NOT_FOUND);
@@ -515,11 +516,11 @@ static void test_sessions(void **state)
     assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
 
     /* An insert at NOW + 200 removes the sessions that end at or before it. */
-    assert_int_equal(s->ops->session_insert(s, h[1], "usr_1", NOW, NOW + 199), KW_OK);
-    assert_int_equal(s->ops->session_insert(s, h[2], "usr_1", NOW, NOW + 200), KW_OK);
-    assert_int_equal(s->ops->session_insert(s, h[3], "usr_1", NOW, NOW + 201), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[1], "usr_1", NOW, NOW + 199, NULL), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[2], "usr_1", NOW, NOW + 200, NULL), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[3], "usr_1", NOW, NOW + 201, NULL), KW_OK);
     assert_session(s, h[1], NOW, NOW, NOW + 199); /* a find purges nothing */
-    assert_int_equal(s->ops->session_insert(s, h[4], "usr_1", NOW + 200, NOW + 900), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, h[4], "usr_1", NOW + 200, NOW + 900, NULL), KW_OK);
     assert_int_equal(s->ops->session_find(s, h[1], &found), KW_ERR_NOT_FOUND);
     assert_int_equal(s->ops->session_find(s, h[2], &found), KW_ERR_NOT_FOUND);
     assert_session(s, h[3], NOW, NOW, NOW + 201);
@@ -527,10 +528,10 @@ static void test_sessions(void **state)
     assert_session(s, h[0], NOW, NOW + 100, NOW + 3600);
 
     /* delete removes that session only, once. */
-    assert_int_equal(s->ops->session_delete(s, h[0]), KW_OK);
+    assert_int_equal(s->ops->session_delete(s, h[0], NULL), KW_OK);
     assert_int_equal(s->ops->session_find(s, h[0], &found), KW_ERR_NOT_FOUND);
-    assert_int_equal(s->ops->session_delete(s, h[0]), KW_ERR_NOT_FOUND);
-    assert_int_equal(s->ops->session_delete(s, h[5]), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->session_delete(s, h[0], NULL), KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->session_delete(s, h[5], NULL), KW_ERR_NOT_FOUND);
     assert_session(s, h[3], NOW, NOW, NOW + 201);
     assert_session(s, h[4], NOW + 200, NOW + 200, NOW + 900);
 }
@@ -557,6 +558,7 @@ kw_status sc_feed_key(kw_store *s, const char *id, int n, int64_t at, int64_t *s
     kw_key k = {.created_at = NOW,
                 .last_used_at = KW_TIME_NONE,
                 .expires_at = NOW + 3600,
+                .enabled = true,
                 .account_id = "acc_a",
                 .name = "feed",
                 .environment = "staging",
@@ -724,9 +726,9 @@ static void test_only_key_changes_enter_the_feed(void **state)
     assert_int_equal(s->ops->touch(s, touch, 2), KW_OK);
     assert_int_equal(s->ops->root_key_delete(s, "rk_1", &sc_feed_audit), KW_OK);
     sc_feed_hash(hash, 901);
-    assert_int_equal(s->ops->session_insert(s, hash, "usr_a", NOW, NOW + 60), KW_OK);
+    assert_int_equal(s->ops->session_insert(s, hash, "usr_a", NOW, NOW + 60, NULL), KW_OK);
     assert_int_equal(s->ops->session_touch(s, hash, NOW + 1), KW_OK);
-    assert_int_equal(s->ops->session_delete(s, hash), KW_OK);
+    assert_int_equal(s->ops->session_delete(s, hash, NULL), KW_OK);
     sc_add_account(s, "acc_b");
     sc_feed_hash(hash, 902);
     assert_int_equal(s->ops->pepper_check(s, 2, hash), KW_OK);
@@ -962,6 +964,376 @@ void sc_scan_many(kw_store *s, long keys, long rss_limit)
 #endif
 }
 
+/* ---- the key lifecycle: update, roll, revoke; audit pages, prune, source_ip ---- */
+
+/* The audit entries of account_id, newest first (at most 1000): the caller frees. */
+static kw_audit_list account_log(kw_store *s, const char *account_id)
+{
+    kw_audit_list log;
+    assert_int_equal(s->ops->audit_list(s, account_id, 1000, &log), KW_OK);
+    return log;
+}
+
+/* Asserts that the changes after `after` name exactly ids, in this order. */
+static void assert_feed_names(kw_store *s, int64_t after, const char *const *ids, size_t n)
+{
+    kw_key_change_list list = feed_since(s, after);
+    assert_int_equal(list.count, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(list.items[i].seq, after + 1 + (int64_t)i);
+        assert_string_equal(list.items[i].row.key.id, ids[i]);
+    }
+    free(list.items);
+}
+
+static void test_key_update(void **state)
+{
+    kw_store *s = fixture_store(state);
+    sc_add_account(s, "acc_a");
+    sc_add_account(s, "acc_b");
+    assert_int_equal(add_key(s, "key_1", "acc_a", 1, NEVER, 10), KW_OK);
+    kw_key k;
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_1", &k), KW_OK);
+    assert_true(k.enabled); /* the default */
+    assert_string_equal(k.metadata, "");
+    assert_string_equal(k.rolled_from, "");
+    assert_string_equal(k.rolled_to, "");
+
+    int64_t head = sc_feed_head(s), seq = 0;
+    kw_audit au = {.at = NOW + 1, .actor = "cli", .action = "key.update", .source_ip = "10.0.0.9"};
+    kw_key_update u = {.name = "Renamed",
+                       .enabled = 0,
+                       .set_expires_at = true,
+                       .expires_at = NOW + 99,
+                       .set_metadata = true,
+                       .metadata = "{\"team\":\"ops\"}"};
+    kw_key out;
+    assert_int_equal(s->ops->key_update(s, "acc_a", "key_1", &u, &au, &out, &seq), KW_OK);
+    assert_int_equal(seq, head + 1);
+    assert_string_equal(out.name, "Renamed");
+    assert_false(out.enabled);
+    assert_int_equal(out.expires_at, NOW + 99);
+    assert_string_equal(out.metadata, "{\"team\":\"ops\"}");
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_1", &k), KW_OK);
+    assert_memory_equal(&k, &out, sizeof k);
+    const char *const one[] = {"key_1"};
+    assert_feed_names(s, head, one, 1);
+    kw_key_change_list list = feed_since(s, head);
+    assert_true(list.items[0].present);
+    assert_false(list.items[0].row.key.enabled); /* the feed reads the row as it now is */
+    assert_string_equal(list.items[0].row.key.metadata, "{\"team\":\"ops\"}");
+    free(list.items);
+    kw_audit_list log = account_log(s, "acc_a");
+    assert_string_equal(log.items[0].action, "key.update");
+    assert_string_equal(log.items[0].key_id, "key_1");
+    assert_string_equal(log.items[0].key_name, "Renamed");
+    assert_string_equal(log.items[0].source_ip, "10.0.0.9");
+    kw_audit_list_free(&log);
+
+    /* Only what is set changes: enable, clear metadata and expiry. */
+    kw_key_update back = {.enabled = 1,
+                          .set_expires_at = true,
+                          .expires_at = NEVER,
+                          .set_metadata = true,
+                          .metadata = NULL};
+    assert_int_equal(s->ops->key_update(s, "acc_a", "key_1", &back, &au, &out, NULL), KW_OK);
+    assert_string_equal(out.name, "Renamed");
+    assert_true(out.enabled);
+    assert_int_equal(out.expires_at, NEVER);
+    assert_string_equal(out.metadata, "");
+
+    /* Another account's key, or none: not found, and nothing written. */
+    size_t audits = sc_audit_count(s);
+    head = sc_feed_head(s);
+    assert_int_equal(s->ops->key_update(s, "acc_b", "key_1", &u, &au, &out, NULL),
+                     KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_update(s, "acc_a", "key_zz", &u, &au, &out, NULL),
+                     KW_ERR_NOT_FOUND);
+    assert_int_equal(sc_audit_count(s), audits);
+    assert_int_equal(sc_feed_head(s), head);
+}
+
+static void test_key_roll(void **state)
+{
+    kw_store *s = fixture_store(state);
+    sc_add_account(s, "acc_a");
+    kw_key old = make_key("key_old1", "acc_a", NOW + 1000);
+    snprintf(old.metadata, sizeof old.metadata, "{\"n\":1}");
+    old.enabled = true;
+    uint8_t hash[KW_HASH_BYTES];
+    make_hash(hash, 1);
+    /* At its limit already: a roll checks none. */
+    assert_int_equal(s->ops->key_insert(s, &old, hash, 1, 1, NOW, &cli_audit, NULL), KW_OK);
+
+    kw_key k = {.created_at = NOW + 10, .last_used_at = NEVER, .masked = "kw_production_...new"};
+    snprintf(k.id, sizeof k.id, "key_new1");
+    make_hash(hash, 2);
+    int64_t head = sc_feed_head(s), seq = 0;
+    kw_audit au = {.at = NOW + 10, .actor = "cli", .action = "key.roll"};
+    kw_key fresh, previous;
+    assert_int_equal(s->ops->key_roll(s, "acc_a", "key_old1", &k, hash, 1, NOW + 10, 3600, &au,
+                                      &fresh, &previous, &seq),
+                     KW_OK);
+    assert_int_equal(seq, head + 2);
+    const char *const both[] = {"key_old1", "key_new1"};
+    assert_feed_names(s, head, both, 2);
+    /* The links, what the new key inherits, and its lifetime again. */
+    assert_string_equal(fresh.rolled_from, "key_old1");
+    assert_string_equal(fresh.rolled_to, "");
+    assert_string_equal(fresh.name, "Name of key_old1");
+    assert_string_equal(fresh.environment, "production");
+    assert_string_equal(fresh.metadata, "{\"n\":1}");
+    assert_true(fresh.enabled);
+    assert_int_equal(fresh.expires_at, NOW + 10 + 1000);
+    assert_string_equal(previous.rolled_to, "key_new1");
+    /* The old key's own expiry (NOW + 1000) is sooner than the grace's end. */
+    assert_int_equal(previous.expires_at, NOW + 1000);
+    kw_key stored;
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_new1", &stored), KW_OK);
+    assert_memory_equal(&stored, &fresh, sizeof stored);
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_old1", &stored), KW_OK);
+    assert_memory_equal(&stored, &previous, sizeof stored);
+    kw_audit_list log = account_log(s, "acc_a");
+    assert_string_equal(log.items[0].action, "key.roll");
+    assert_string_equal(log.items[0].key_id, "key_old1");
+    kw_audit_list_free(&log);
+
+    /* Refused, writing nothing: rolled already, disabled, expired, missing. */
+    size_t audits = sc_audit_count(s);
+    head = sc_feed_head(s);
+    snprintf(k.id, sizeof k.id, "key_new2");
+    make_hash(hash, 3);
+    assert_int_equal(s->ops->key_roll(s, "acc_a", "key_old1", &k, hash, 1, NOW + 10, 60, &au,
+                                      &fresh, &previous, NULL),
+                     KW_ERR_KEY_STATE);
+    kw_key_update off = {.enabled = 0};
+    assert_int_equal(s->ops->key_update(s, "acc_a", "key_new1", &off, &au, &stored, NULL), KW_OK);
+    audits++;
+    head++;
+    assert_int_equal(s->ops->key_roll(s, "acc_a", "key_new1", &k, hash, 1, NOW + 10, 60, &au,
+                                      &fresh, &previous, NULL),
+                     KW_ERR_KEY_STATE);
+    assert_int_equal(add_key(s, "key_exp", "acc_a", 4, NOW + 5, 100), KW_OK);
+    audits++;
+    head++;
+    assert_int_equal(s->ops->key_roll(s, "acc_a", "key_exp", &k, hash, 1, NOW + 5, 60, &au, &fresh,
+                                      &previous, NULL),
+                     KW_ERR_KEY_STATE);
+    assert_int_equal(s->ops->key_roll(s, "acc_a", "key_zz", &k, hash, 1, NOW + 5, 60, &au, &fresh,
+                                      &previous, NULL),
+                     KW_ERR_NOT_FOUND);
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_new2", &stored), KW_ERR_NOT_FOUND);
+    assert_int_equal(sc_audit_count(s), audits);
+    assert_int_equal(sc_feed_head(s), head);
+
+    /* A key that never expires: the grace's end; and the new one never expires either. */
+    assert_int_equal(add_key(s, "key_forever", "acc_a", 5, NEVER, 100), KW_OK);
+    assert_int_equal(s->ops->key_roll(s, "acc_a", "key_forever", &k, hash, 1, NOW + 20, 0, &au,
+                                      &fresh, &previous, NULL),
+                     KW_OK);
+    assert_int_equal(previous.expires_at, NOW + 20);
+    assert_false(kw_key_active(&previous, NOW + 20)); /* grace 0: over at once */
+    assert_int_equal(fresh.expires_at, NEVER);
+}
+
+static void test_key_revoke(void **state)
+{
+    kw_store *s = fixture_store(state);
+    sc_add_account(s, "acc_a");
+    sc_add_account(s, "acc_b");
+    kw_key k = make_key("key_s1", "acc_a", NEVER);
+    snprintf(k.environment, sizeof k.environment, "staging");
+    uint8_t hash[KW_HASH_BYTES];
+    make_hash(hash, 1);
+    assert_int_equal(s->ops->key_insert(s, &k, hash, 1, 100, NOW, &cli_audit, NULL), KW_OK);
+    assert_int_equal(add_key(s, "key_p1", "acc_a", 2, NEVER, 100), KW_OK);
+    assert_int_equal(add_key(s, "key_p2", "acc_a", 3, NOW - 5, 100), KW_OK); /* expired too */
+    assert_int_equal(add_key(s, "key_b1", "acc_b", 4, NEVER, 100), KW_OK);
+
+    size_t audits = sc_audit_count(s);
+    int64_t head = sc_feed_head(s), seq = 0;
+    int count = -1;
+    kw_audit au = {.at = NOW + 1, .actor = "cli", .action = "key.revoke", .source_ip = "::1"};
+    assert_int_equal(s->ops->key_revoke(s, "acc_a", "production", &au, &count, &seq), KW_OK);
+    assert_int_equal(count, 2);
+    assert_int_equal(seq, head + 2);
+    kw_key_change_list list = feed_since(s, head);
+    assert_int_equal(list.count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_false(list.items[i].present);
+        assert_true(strcmp(list.items[i].row.key.id, "key_p1") == 0 ||
+                    strcmp(list.items[i].row.key.id, "key_p2") == 0);
+    }
+    free(list.items);
+    assert_int_equal(sc_audit_count(s), audits + 2);
+    kw_audit_list log = account_log(s, "acc_a");
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(log.items[i].action, "key.revoke");
+        assert_string_equal(log.items[i].source_ip, "::1");
+        assert_string_equal(log.items[i].key_name, strcmp(log.items[i].key_id, "key_p1") == 0
+                                                       ? "Name of key_p1"
+                                                       : "Name of key_p2");
+    }
+    kw_audit_list_free(&log);
+    kw_key got;
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_s1", &got), KW_OK);
+    assert_int_equal(s->ops->key_get(s, "acc_b", "key_b1", &got), KW_OK);
+
+    /* Nothing left in production: no change, no entry; then every environment. */
+    head = sc_feed_head(s);
+    assert_int_equal(s->ops->key_revoke(s, "acc_a", "production", &au, &count, &seq), KW_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(sc_feed_head(s), head);
+    assert_int_equal(s->ops->key_revoke(s, "acc_a", NULL, &au, &count, &seq), KW_OK);
+    assert_int_equal(count, 1);
+    assert_int_equal(key_count(s, "acc_a"), 0);
+    assert_int_equal(key_count(s, "acc_b"), 1);
+    assert_int_equal(s->ops->key_revoke(s, "acc_zz", NULL, &au, &count, &seq), KW_ERR_NOT_FOUND);
+}
+
+enum { RACE_KEYS = 40 };
+
+typedef struct {
+    kw_store *store;
+    int inserted; /* how many of the keys were inserted (in order) */
+} race_writer;
+
+static void *on_race_insert(void *arg)
+{
+    race_writer *w = arg;
+    for (int i = 0; i < RACE_KEYS; i++) {
+        char id[KW_ID_BUFSZ];
+        snprintf(id, sizeof id, "key_race%d", i);
+        if (add_key(w->store, id, "acc_a", 100 + i, NEVER, 1000) != KW_OK)
+            break;
+        w->inserted = i + 1;
+    }
+    return NULL;
+}
+
+/*
+ * Creates racing a revoke: every key whose insert committed before the
+ * revoke is gone, every later one stays, so the survivors are exactly
+ * the keys after the revoke's count; an untouched account keeps its key.
+ */
+static void test_key_revoke_races_creates(void **state)
+{
+    kw_store *s = fixture_store(state);
+    sc_add_account(s, "acc_a");
+    sc_add_account(s, "acc_b");
+    assert_int_equal(add_key(s, "key_b1", "acc_b", 1, NEVER, 100), KW_OK);
+    race_writer w = {.store = s};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, on_race_insert, &w), 0);
+    usleep(2000);
+    int count = 0;
+    kw_audit au = {.at = NOW, .actor = "cli", .action = "key.revoke"};
+    assert_int_equal(s->ops->key_revoke(s, "acc_a", NULL, &au, &count, NULL), KW_OK);
+    pthread_join(t, NULL);
+    assert_int_equal(w.inserted, RACE_KEYS);
+    kw_key_list list;
+    assert_int_equal(s->ops->key_list(s, "acc_a", NOW, &list), KW_OK);
+    assert_int_equal((int)list.count, RACE_KEYS - count);
+    for (size_t i = 0; i < list.count; i++) {
+        int n = atoi(list.items[i].id + strlen("key_race"));
+        assert_true(n >= count); /* inserted after the revoke */
+    }
+    kw_key_list_free(&list);
+    assert_int_equal(key_count(s, "acc_b"), 1);
+}
+
+/* Pages of 3 while entries keep arriving between reads: each entry of the start once, in order. */
+static void test_audit_pages_by_position(void **state)
+{
+    kw_store *s = fixture_store(state);
+    sc_add_account(s, "acc_a");
+    sc_add_account(s, "acc_b");
+    for (int i = 0; i < 10; i++) {
+        char id[KW_ID_BUFSZ];
+        snprintf(id, sizeof id, "key_p%d", i);
+        assert_int_equal(add_key(s, id, i % 2 ? "acc_a" : "acc_b", i, NEVER, 100), KW_OK);
+    }
+    kw_audit_list all = account_log(s, "acc_a"); /* 5 keys + account.create */
+    assert_int_equal(all.count, 6);
+    size_t seen = 0;
+    int64_t before = 0;
+    char id[KW_ID_BUFSZ] = "";
+    for (int page = 0; page < 10; page++) {
+        kw_audit_list list;
+        assert_int_equal(s->ops->audit_page(s, "acc_a", before, 3, &list), KW_OK);
+        /* A newcomer arrives between two reads; it is newer than every page. */
+        snprintf(id, sizeof id, "key_late%d", page);
+        assert_int_equal(add_key(s, id, "acc_a", 50 + page, NEVER, 100), KW_OK);
+        for (size_t i = 0; i < list.count; i++) {
+            assert_true(seen < all.count);
+            assert_int_equal(list.items[i].seq, all.items[seen].seq);
+            assert_string_equal(list.items[i].account_id, "acc_a");
+            seen++;
+        }
+        if (list.count == 0) {
+            kw_audit_list_free(&list);
+            break;
+        }
+        before = list.items[list.count - 1].seq;
+        kw_audit_list_free(&list);
+    }
+    assert_int_equal(seen, all.count);
+    kw_audit_list_free(&all);
+    /* Before 0 starts at the newest. */
+    kw_audit_list first;
+    assert_int_equal(s->ops->audit_page(s, "acc_a", 0, 1, &first), KW_OK);
+    assert_int_equal(first.count, 1);
+    assert_string_equal(first.items[0].key_id, id);
+    kw_audit_list_free(&first);
+}
+
+static void test_audit_prune_and_source_ip(void **state)
+{
+    kw_store *s = fixture_store(state);
+    kw_account a = {.id = "acc_a", .name = "A", .created_at = NOW};
+    kw_audit au = {
+        .at = NOW - 100, .actor = "cli", .action = "account.create", .source_ip = "2001:db8::1"};
+    assert_int_equal(s->ops->account_insert(s, &a, &au), KW_OK);
+    kw_user u = {.id = "usr_1", .account_id = "acc_a", .email = "a@example.com", .created_at = NOW};
+    au = (kw_audit){.at = NOW - 50, .actor = "cli", .action = "user.add"};
+    assert_int_equal(s->ops->user_insert(s, &u, "$argon2id$stub", &au), KW_OK);
+    /* A sign-in and a sign-out: the user acts, for its account. */
+    uint8_t h[KW_HASH_BYTES];
+    make_hash(h, 9);
+    au = (kw_audit){.at = NOW, .action = "session.create", .source_ip = "192.0.2.7"};
+    assert_int_equal(s->ops->session_insert(s, h, "usr_1", NOW, NOW + 60, &au), KW_OK);
+    au = (kw_audit){.at = NOW + 1, .action = "session.delete", .source_ip = "192.0.2.7"};
+    assert_int_equal(s->ops->session_delete(s, h, &au), KW_OK);
+    /* A sign-out of no session writes nothing. */
+    assert_int_equal(s->ops->session_delete(s, h, &au), KW_ERR_NOT_FOUND);
+
+    kw_audit_list log = account_log(s, "acc_a");
+    assert_int_equal(log.count, 4);
+    assert_string_equal(log.items[0].action, "session.delete");
+    assert_string_equal(log.items[0].actor, "user:usr_1");
+    assert_string_equal(log.items[0].source_ip, "192.0.2.7");
+    assert_string_equal(log.items[1].action, "session.create");
+    assert_string_equal(log.items[1].actor, "user:usr_1");
+    assert_string_equal(log.items[1].account_id, "acc_a");
+    assert_string_equal(log.items[2].source_ip, ""); /* unknown: NULL */
+    assert_string_equal(log.items[3].source_ip, "2001:db8::1");
+    kw_audit_list_free(&log);
+
+    /* Only entries older than the bound go; a second prune finds none. */
+    int64_t removed = -1;
+    assert_int_equal(s->ops->audit_prune(s, NOW - 50, &removed), KW_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(s->ops->audit_prune(s, NOW - 50, &removed), KW_OK);
+    assert_int_equal(removed, 0);
+    log = account_log(s, "acc_a");
+    assert_int_equal(log.count, 3);
+    assert_string_equal(log.items[2].action, "user.add");
+    kw_audit_list_free(&log);
+    assert_int_equal(s->ops->audit_prune(s, NOW + 2, &removed), KW_OK);
+    assert_int_equal(removed, 3);
+    assert_int_equal(sc_audit_count(s), 0);
+}
+
 size_t sc_cases(struct CMUnitTest *out, CMFixtureFunction setup, CMFixtureFunction teardown,
                 void (*old_key)(void **state))
 {
@@ -989,6 +1361,12 @@ size_t sc_cases(struct CMUnitTest *out, CMFixtureFunction setup, CMFixtureFuncti
         cmocka_unit_test_setup_teardown(test_changes_since_reports_present_and_gone, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_feed_prune_leaves_a_visible_gap, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_key_scan_is_one_snapshot, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_key_update, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_key_roll, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_key_revoke, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_key_revoke_races_creates, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_audit_pages_by_position, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_audit_prune_and_source_ip, NULL, NULL),
     };
     size_t n = sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < n; i++) {

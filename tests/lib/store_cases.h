@@ -2,7 +2,8 @@
  * store_cases.h - the cases every store backend must pass, shared by
  * tests/unit/test_store_<backend>.c: accounts, keys and the key limit,
  * deletes, touch, root keys, users, the audit log, pepper checks, sessions,
- * the change feed and the key scan.
+ * the change feed and the key scan, and the key lifecycle (update, roll,
+ * revoke, audit pages and prune).
  */
 #ifndef KW_STORE_CASES_H
 #define KW_STORE_CASES_H

@@ -1,7 +1,8 @@
 /*
  * Verification from memory, with two nodes (two services) on one store:
  * repeated and forged keys never reach the store, a create or delete on
- * one node is answered by the other from memory on the very next call,
+ * one node is answered by the other from memory on the very next call
+ * (and so are a disable, a metadata change, a roll and a revoke),
  * unrelated writes drop nothing, a pruned feed forces a reload, a store
  * with more keys than the index may hold is answered by the store, and (on
  * PostgreSQL) a change waits for a silent node's lease, and no longer.
@@ -377,6 +378,75 @@ static void test_a_silent_node_delays_a_change_by_one_lease_at_most(void **state
     sodium_memzero(secret, sizeof secret);
 }
 
+/* The key lifecycle's changes on node A, answered by node B from memory on its next call. */
+
+static kw_verify_result verify_full(kw_service *svc, const char *key)
+{
+    kw_verify_result r;
+    kw_error err;
+    assert_int_equal(kw_service_key_verify(svc, key, strlen(key), NULL, &r, &err), KW_OK);
+    return r;
+}
+
+static void test_lifecycle_changes_reach_the_other_node(void **state)
+{
+    fixture *f = *state;
+    wait_ready(f->a);
+    wait_ready(f->b);
+    kw_key k, out;
+    char secret[KW_KEY_BUFSZ];
+    kw_error err;
+    create(f->a, &f->acc, "Lifecycle", &k, secret);
+    assert_int_equal(verify(f->b, secret), KW_VERIFY_VALID);
+    kw_index_stats before = stats(f->b);
+
+    /* Disable, then enable. */
+    kw_key_patch off = {.has_enabled = true, .enabled = false};
+    assert_int_equal(kw_service_key_update(f->a, "test", f->acc.id, k.id, &off, &out, &err), KW_OK);
+    assert_int_equal(verify(f->b, secret), KW_VERIFY_DISABLED);
+    kw_key_patch on = {.has_enabled = true, .enabled = true};
+    assert_int_equal(kw_service_key_update(f->a, "test", f->acc.id, k.id, &on, &out, &err), KW_OK);
+    assert_int_equal(verify(f->b, secret), KW_VERIFY_VALID);
+
+    /* Metadata. */
+    kw_key_patch meta = {.has_metadata = true, .metadata = "{\"plan\":\"pro\",\"seats\":5}"};
+    assert_int_equal(kw_service_key_update(f->a, "test", f->acc.id, k.id, &meta, &out, &err),
+                     KW_OK);
+    kw_verify_result r = verify_full(f->b, secret);
+    assert_int_equal(r.code, KW_VERIFY_VALID);
+    assert_string_equal(r.key.metadata, "{\"plan\":\"pro\",\"seats\":5}");
+
+    /* Roll: the new key verifies on B at once, the old one through its grace. */
+    kw_key fresh, previous;
+    char new_secret[KW_KEY_BUFSZ];
+    assert_int_equal(kw_service_key_roll(f->a, "test", f->acc.id, k.id, 3600, &fresh, new_secret,
+                                         &previous, &err),
+                     KW_OK);
+    r = verify_full(f->b, new_secret);
+    assert_int_equal(r.code, KW_VERIFY_VALID);
+    assert_string_equal(r.key.rolled_from, k.id);
+    assert_string_equal(r.key.metadata, "{\"plan\":\"pro\",\"seats\":5}");
+    r = verify_full(f->b, secret);
+    assert_int_equal(r.code, KW_VERIFY_VALID);
+    assert_string_equal(r.key.rolled_to, fresh.id);
+
+    /* Revoke all: neither verifies anywhere. */
+    int revoked = 0;
+    assert_int_equal(kw_service_key_revoke_all(f->a, "test", f->acc.id, NULL, &revoked, &err),
+                     KW_OK);
+    assert_int_equal(revoked, 2);
+    assert_int_equal(verify(f->b, secret), KW_VERIFY_NOT_FOUND);
+    assert_int_equal(verify(f->b, new_secret), KW_VERIFY_NOT_FOUND);
+
+    /* Every answer came from B's memory. */
+    kw_index_stats after = stats(f->b);
+    assert_int_equal(after.store_lookups, before.store_lookups);
+    assert_true(after.hits >= before.hits + 7);
+    assert_int_equal(after.entries, 0);
+    sodium_memzero(secret, sizeof secret);
+    sodium_memzero(new_secret, sizeof new_secret);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +463,8 @@ int main(void)
             test_more_keys_than_the_index_holds_are_answered_by_the_store, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_a_silent_node_delays_a_change_by_one_lease_at_most,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_changes_reach_the_other_node, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -597,6 +597,276 @@ static void test_bad_config_is_refused(void **state)
     free(dir);
 }
 
+/* ---- the key lifecycle ---- */
+
+static kw_key make(fixture *f, const char *name, int64_t expires_at, char secret[KW_KEY_BUFSZ])
+{
+    kw_key k;
+    kw_error err;
+    kw_key_spec spec = {.name = name, .expires_at = expires_at, .metadata = "{\"tier\": \"gold\"}"};
+    assert_int_equal(kw_service_key_create_spec(f->svc, "test", f->acc.id, &spec, &k, secret, &err),
+                     KW_OK);
+    assert_string_equal(k.metadata, "{\"tier\":\"gold\"}");
+    return k;
+}
+
+static void test_roll_grace_by_the_clock(void **state)
+{
+    fixture *f = *state;
+    char old_secret[KW_KEY_BUFSZ], new_secret[KW_KEY_BUFSZ];
+    kw_key old = make(f, "Rolled", fake_now + 30 * 86400, old_secret);
+    kw_key fresh, previous;
+    kw_error err;
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, old.id, 3600, &fresh,
+                                         new_secret, &previous, &err),
+                     KW_OK);
+    assert_string_not_equal(new_secret, old_secret);
+    assert_string_equal(fresh.rolled_from, old.id);
+    assert_string_equal(previous.rolled_to, fresh.id);
+    assert_string_equal(fresh.metadata, "{\"tier\":\"gold\"}");
+    assert_int_equal(previous.expires_at, fake_now + 3600);
+    assert_int_equal(fresh.expires_at, fake_now + 30 * 86400); /* the same lifetime again */
+    assert_int_equal(kw_key_state(&previous, fake_now), KW_KEY_EXPIRING);
+    assert_int_equal(verify(f->svc, new_secret, NULL), KW_VERIFY_VALID);
+    assert_int_equal(verify(f->svc, old_secret, NULL), KW_VERIFY_VALID);
+    fake_now += 3599;
+    assert_int_equal(verify(f->svc, old_secret, NULL), KW_VERIFY_VALID);
+    fake_now += 1;
+    assert_int_equal(verify(f->svc, old_secret, NULL), KW_VERIFY_EXPIRED);
+    assert_int_equal(verify(f->svc, new_secret, NULL), KW_VERIFY_VALID);
+    /* Once rolled, or expired, no second roll. */
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, old.id, 0, &fresh, new_secret,
+                                         &previous, &err),
+                     KW_ERR_KEY_STATE);
+    assert_string_equal(new_secret, "");
+    sodium_memzero(old_secret, sizeof old_secret);
+}
+
+static void test_roll_refusals_and_the_limit(void **state)
+{
+    fixture *f = *state;
+    char secret[KW_KEY_BUFSZ];
+    kw_key keys[25];
+    for (int i = 0; i < 25; i++)
+        keys[i] = make(f, "Full", KW_TIME_NONE, secret);
+    kw_key fresh, previous;
+    kw_error err;
+    /* At the limit a roll still succeeds: 26 keys during the grace period. */
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, keys[0].id, 60, &fresh, secret,
+                                         &previous, &err),
+                     KW_OK);
+    kw_key_list list;
+    assert_int_equal(kw_service_key_list(f->svc, f->acc.id, &list, &err), KW_OK);
+    assert_int_equal(list.active_count, 26);
+    kw_key_list_free(&list);
+    /* Rolled already. */
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, keys[0].id, 60, &fresh, secret,
+                                         &previous, &err),
+                     KW_ERR_KEY_STATE);
+    /* Disabled. */
+    kw_key_patch off = {.has_enabled = true, .enabled = false};
+    kw_key k;
+    assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, keys[1].id, &off, &k, &err),
+                     KW_OK);
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, keys[1].id, 60, &fresh, secret,
+                                         &previous, &err),
+                     KW_ERR_KEY_STATE);
+    /* Expired (grace 0 ends it at once). */
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, keys[2].id, 0, &fresh, secret,
+                                         &previous, &err),
+                     KW_OK);
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, keys[2].id, 0, &fresh, secret,
+                                         &previous, &err),
+                     KW_ERR_KEY_STATE);
+    /* Bad grace: refused before anything. */
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, keys[3].id, -1, &fresh, secret,
+                                         &previous, &err),
+                     KW_ERR_INVALID);
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, keys[3].id,
+                                         KW_ROLL_GRACE_MAX_S + 1, &fresh, secret, &previous, &err),
+                     KW_ERR_INVALID);
+    assert_int_equal(kw_service_key_roll(f->svc, "test", f->acc.id, "key_0000000000000000000000",
+                                         60, &fresh, secret, &previous, &err),
+                     KW_ERR_NOT_FOUND);
+}
+
+static void test_disable_and_enable(void **state)
+{
+    fixture *f = *state;
+    char secret[KW_KEY_BUFSZ];
+    kw_key k = make(f, "Toggle", KW_TIME_NONE, secret);
+    kw_key out;
+    kw_error err;
+    kw_key_patch off = {.has_enabled = true, .enabled = false};
+    assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &off, &out, &err),
+                     KW_OK);
+    assert_false(out.enabled);
+    assert_int_equal(kw_key_state(&out, fake_now), KW_KEY_DISABLED);
+    assert_int_equal(verify(f->svc, secret, NULL), KW_VERIFY_DISABLED);
+    assert_string_equal(kw_verify_code_name(KW_VERIFY_DISABLED), "DISABLED");
+    /* A disabled key still occupies its slot. */
+    kw_key_list list;
+    assert_int_equal(kw_service_key_list(f->svc, f->acc.id, &list, &err), KW_OK);
+    assert_int_equal(list.active_count, 1);
+    kw_key_list_free(&list);
+    kw_key_patch on = {.has_enabled = true, .enabled = true};
+    assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &on, &out, &err),
+                     KW_OK);
+    kw_verify_result r;
+    assert_int_equal(kw_service_key_verify(f->svc, secret, strlen(secret), NULL, &r, &err), KW_OK);
+    assert_int_equal(r.code, KW_VERIFY_VALID);
+    assert_string_equal(r.key.metadata, "{\"tier\":\"gold\"}");
+
+    kw_audit_list log;
+    assert_int_equal(kw_service_audit_list(f->svc, f->acc.id, 3, &log, &err), KW_OK);
+    assert_string_equal(log.items[0].action, "key.enable");
+    assert_string_equal(log.items[1].action, "key.disable");
+    kw_audit_list_free(&log);
+    sodium_memzero(secret, sizeof secret);
+}
+
+/* Each bad patch is refused with KW_ERR_INVALID and changes nothing at all. */
+static void test_bad_patches_change_nothing(void **state)
+{
+    fixture *f = *state;
+    char secret[KW_KEY_BUFSZ];
+    kw_key k = make(f, "Kept", KW_TIME_NONE, secret);
+    char big[1200];
+    memset(big, 0, sizeof big);
+    strcat(big, "{\"a\":\"");
+    memset(big + strlen(big), 'x', 1020);
+    strcat(big, "\"}");
+    char many[512] = "{";
+    for (int i = 0; i < 17; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"m%d\":%d", i ? "," : "", i,
+                 i);
+    strcat(many, "}");
+    const char *bad_metadata[] = {
+        big,
+        many,
+        "{\"Bad\":1}",
+        "{\"a-b\":1}",
+        "{\"\":1}",
+        "{\"a\":null}",
+        "{\"a\":[1]}",
+        "{\"a\":{}}",
+        "[1,2]",
+        "\"text\"",
+        "{\"a\":1",
+        "not json",
+        "{\"a\":1,\"a\":2}",
+    };
+    size_t audits = 0;
+    kw_audit_list log;
+    kw_error err;
+    assert_int_equal(kw_service_audit_list(f->svc, f->acc.id, 1000, &log, &err), KW_OK);
+    audits = log.count;
+    kw_audit_list_free(&log);
+    kw_key out;
+    for (size_t i = 0; i < sizeof bad_metadata / sizeof bad_metadata[0]; i++) {
+        kw_key_patch p = {.has_metadata = true, .metadata = bad_metadata[i]};
+        assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &p, &out, &err),
+                         KW_ERR_INVALID);
+        assert_non_null(strstr(err.message, "metadata"));
+        /* Nor does a valid member beside it get through. */
+        kw_key_patch both = {
+            .has_name = true, .name = "Changed", .has_metadata = true, .metadata = bad_metadata[i]};
+        assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &both, &out, &err),
+                         KW_ERR_INVALID);
+        kw_key_spec spec = {.name = "New", .expires_at = KW_TIME_NONE, .metadata = bad_metadata[i]};
+        assert_int_equal(
+            kw_service_key_create_spec(f->svc, "test", f->acc.id, &spec, &out, secret, &err),
+            KW_ERR_INVALID);
+    }
+    kw_key_patch bad_name = {.has_name = true, .name = "", .has_enabled = true, .enabled = false};
+    assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &bad_name, &out, &err),
+                     KW_ERR_INVALID);
+    kw_key_patch past = {.has_expires_at = true, .expires_at = fake_now, .has_enabled = true};
+    assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &past, &out, &err),
+                     KW_ERR_INVALID);
+    kw_key_patch empty = {0};
+    assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &empty, &out, &err),
+                     KW_ERR_INVALID);
+
+    kw_key now;
+    assert_int_equal(kw_service_key_get(f->svc, f->acc.id, k.id, &now, &err), KW_OK);
+    assert_memory_equal(&now, &k, sizeof now);
+    assert_int_equal(kw_service_audit_list(f->svc, f->acc.id, 1000, &log, &err), KW_OK);
+    assert_int_equal(log.count, audits);
+    kw_audit_list_free(&log);
+    kw_key_list list;
+    assert_int_equal(kw_service_key_list(f->svc, f->acc.id, &list, &err), KW_OK);
+    assert_int_equal(list.count, 1);
+    kw_key_list_free(&list);
+
+    /* And a good patch of several members is one key.update. */
+    kw_key_patch good = {.has_name = true,
+                         .name = "  Renamed ",
+                         .has_expires_at = true,
+                         .expires_at = fake_now + 60,
+                         .has_metadata = true,
+                         .metadata = ""};
+    assert_int_equal(kw_service_key_update(f->svc, "test", f->acc.id, k.id, &good, &out, &err),
+                     KW_OK);
+    assert_string_equal(out.name, "Renamed");
+    assert_int_equal(out.expires_at, fake_now + 60);
+    assert_string_equal(out.metadata, "");
+    assert_int_equal(kw_service_audit_list(f->svc, f->acc.id, 1, &log, &err), KW_OK);
+    assert_string_equal(log.items[0].action, "key.update");
+    kw_audit_list_free(&log);
+}
+
+static void test_revoke_all_and_audit_pages(void **state)
+{
+    fixture *f = *state;
+    char s1[KW_KEY_BUFSZ], s2[KW_KEY_BUFSZ];
+    make(f, "One", KW_TIME_NONE, s1);
+    kw_key_spec staging = {.name = "Two", .environment = "staging", .expires_at = KW_TIME_NONE};
+    kw_key k;
+    kw_error err;
+    assert_int_equal(kw_service_key_create_spec(f->svc, "test", f->acc.id, &staging, &k, s2, &err),
+                     KW_OK);
+    kw_service_set_source_ip("203.0.113.5");
+    int revoked = -1;
+    assert_int_equal(
+        kw_service_key_revoke_all(f->svc, "test", f->acc.id, "production", &revoked, &err), KW_OK);
+    kw_service_set_source_ip(NULL);
+    assert_int_equal(revoked, 1);
+    assert_int_equal(verify(f->svc, s1, NULL), KW_VERIFY_NOT_FOUND);
+    assert_int_equal(verify(f->svc, s2, NULL), KW_VERIFY_VALID);
+    assert_int_equal(kw_service_key_revoke_all(f->svc, "test", f->acc.id, "Bad!", &revoked, &err),
+                     KW_ERR_INVALID);
+
+    /* Pages: newest first, next = the oldest seq, 0 at the end. */
+    kw_audit_list page;
+    int64_t next = -1;
+    assert_int_equal(kw_service_audit_page(f->svc, f->acc.id, 0, 1, &page, &next, &err), KW_OK);
+    assert_int_equal(page.count, 1);
+    assert_string_equal(page.items[0].action, "key.revoke");
+    assert_string_equal(page.items[0].source_ip, "203.0.113.5");
+    assert_int_equal(next, page.items[0].seq);
+    kw_audit_list_free(&page);
+    assert_int_equal(
+        kw_service_audit_page(f->svc, f->acc.id, next, KW_AUDIT_PAGE_MAX, &page, &next, &err),
+        KW_OK);
+    assert_int_equal(page.count, 3); /* two creates and account.create */
+    assert_int_equal(next, 0);
+    assert_string_equal(page.items[0].source_ip, ""); /* set only for the revoke */
+    kw_audit_list_free(&page);
+    assert_int_equal(kw_service_audit_page(f->svc, f->acc.id, 0, 0, &page, &next, &err),
+                     KW_ERR_INVALID);
+    assert_int_equal(
+        kw_service_audit_page(f->svc, f->acc.id, 0, KW_AUDIT_PAGE_MAX + 1, &page, &next, &err),
+        KW_ERR_INVALID);
+
+    /* The retention's prune: everything before now + 1 goes. */
+    int64_t removed = 0;
+    assert_int_equal(kw_service_audit_prune(f->svc, fake_now + 1, &removed, &err), KW_OK);
+    assert_int_equal(removed, 4);
+    sodium_memzero(s1, sizeof s1);
+    sodium_memzero(s2, sizeof s2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -621,6 +891,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_pepper_beside_data_is_not_recreated, setup,
                                         teardown),
         cmocka_unit_test(test_bad_config_is_refused),
+        cmocka_unit_test_setup_teardown(test_roll_grace_by_the_clock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roll_refusals_and_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disable_and_enable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_patches_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_all_and_audit_pages, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -441,7 +441,15 @@ static void test_restore_migrates_an_older_schema(void **state)
     make_db(f->db, a);
     assert_int_equal(kw_sqlite_backup(f->db, f->backup, &info, &err), KW_OK);
     /* What a backup of schema version 1 looks like. */
-    raw_exec(f->backup, "DROP TABLE nodes; DROP TABLE feed_head; DROP TABLE key_changes;"
+    raw_exec(f->backup, "DROP TRIGGER audit_log_no_delete; DROP TABLE audit_prune;"
+                        "DROP INDEX audit_log_at; ALTER TABLE audit_log DROP COLUMN source_ip;"
+                        "ALTER TABLE api_keys DROP COLUMN enabled;"
+                        "ALTER TABLE api_keys DROP COLUMN rolled_from;"
+                        "ALTER TABLE api_keys DROP COLUMN rolled_to;"
+                        "ALTER TABLE api_keys DROP COLUMN metadata;"
+                        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+                        "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;"
+                        "DROP TABLE nodes; DROP TABLE feed_head; DROP TABLE key_changes;"
                         "DROP TABLE sessions; DROP TABLE pepper_checks;"
                         "DELETE FROM schema_migrations WHERE version > 1;");
     int version;

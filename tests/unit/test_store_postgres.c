@@ -30,7 +30,7 @@
 #include "testutil.h"
 
 #define NOW            ((int64_t)1700000000)
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 typedef struct {
     kw_store *store; /* first: store_cases.h */
@@ -134,7 +134,7 @@ static void test_concurrent_migrations_on_a_new_database(void **state)
         }
         assert_string_equal(tu_pg_exec(url, "SELECT count(*) FROM api_keys"), "");
         assert_string_equal(
-            tu_pg_exec(url, "DO $$BEGIN IF (SELECT count(*) FROM schema_migrations) <> 4 "
+            tu_pg_exec(url, "DO $$BEGIN IF (SELECT count(*) FROM schema_migrations) <> 5 "
                             "THEN RAISE EXCEPTION 'versions'; END IF; END$$"),
             "");
         tu_rmtree(dir);
@@ -273,11 +273,11 @@ static void test_server_down_is_unavailable_then_recovers(void **state)
     uint8_t session[KW_HASH_BYTES];
     make_hash(session, 7);
     kw_session found;
-    assert_int_equal(s->ops->session_insert(s, session, "usr_x", NOW, NOW + 60),
+    assert_int_equal(s->ops->session_insert(s, session, "usr_x", NOW, NOW + 60, NULL),
                      KW_ERR_UNAVAILABLE);
     assert_int_equal(s->ops->session_find(s, session, &found), KW_ERR_UNAVAILABLE);
     assert_int_equal(s->ops->session_touch(s, session, NOW + 1), KW_ERR_UNAVAILABLE);
-    assert_int_equal(s->ops->session_delete(s, session), KW_ERR_UNAVAILABLE);
+    assert_int_equal(s->ops->session_delete(s, session, NULL), KW_ERR_UNAVAILABLE);
     assert_true(seconds_since(&t0) < 5.0); /* promptly: refused, not timed out */
     /* The feed's wake-up says so too, after a pause rather than at once. */
     for (int i = 0; i < 2; i++) {

@@ -22,7 +22,7 @@
 #include "testutil.h"
 
 #define NOW            ((int64_t)1700000000)
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 typedef struct {
     kw_store *store; /* first: store_cases.h */

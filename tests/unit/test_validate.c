@@ -322,6 +322,78 @@ static void test_ids(void **state)
                      KW_ERR_INVALID);
 }
 
+/* Writes {"m0":0,...} of n members to out. */
+static void members(char *out, size_t size, int n)
+{
+    snprintf(out, size, "{");
+    for (int i = 0; i < n; i++)
+        snprintf(out + strlen(out), size - strlen(out), "%s\"m%d\":%d", i ? "," : "", i, i);
+    snprintf(out + strlen(out), size - strlen(out), "}");
+}
+
+static void test_metadata(void **state)
+{
+    (void)state;
+    char out[KW_METADATA_BUFSZ];
+    kw_error err;
+    /* Compact, members in their given order, kinds kept. */
+    assert_int_equal(kw_validate_metadata(
+                         " { \"z\" : \"1\", \"a_1\": 2.5, \"ok\": true, \"n\": -3 } ", out, &err),
+                     KW_OK);
+    assert_string_equal(out, "{\"z\":\"1\",\"a_1\":2.5,\"ok\":true,\"n\":-3}");
+    assert_int_equal(kw_validate_metadata("{}", out, &err), KW_OK);
+    assert_string_equal(out, "{}");
+    char text[4096];
+    members(text, sizeof text, KW_METADATA_MEMBERS);
+    assert_int_equal(kw_validate_metadata(text, out, &err), KW_OK);
+    members(text, sizeof text, KW_METADATA_MEMBERS + 1);
+    assert_int_equal(kw_validate_metadata(text, out, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "16 members"));
+    assert_string_equal(out, "");
+
+    /* 1024 bytes once compact pass; 1025 do not, whatever the spacing. */
+    snprintf(text, sizeof text, "{\"a\":\"");
+    size_t fill = KW_METADATA_MAX - strlen("{\"a\":\"\"}");
+    memset(text + strlen(text), 'x', fill);
+    text[6 + fill] = '\0';
+    strcat(text, "\"}");
+    assert_int_equal(kw_validate_metadata(text, out, &err), KW_OK);
+    assert_int_equal(strlen(out), KW_METADATA_MAX);
+    text[6] = ' ';
+    memmove(text + 7, text + 6, strlen(text + 6) + 1);
+    text[6] = 'y';
+    assert_int_equal(kw_validate_metadata(text, out, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "1024 bytes"));
+
+    /* The member at fault is named. */
+    assert_int_equal(kw_validate_metadata("{\"ok\":1,\"Bad\":1}", out, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "\"Bad\""));
+    assert_int_equal(kw_validate_metadata("{\"ok\":1,\"plan\":null}", out, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "\"plan\""));
+    assert_non_null(strstr(err.message, "null"));
+    assert_int_equal(kw_validate_metadata("{\"tags\":[1]}", out, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "\"tags\""));
+    assert_int_equal(kw_validate_metadata("{\"o\":{\"a\":1}}", out, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "\"o\""));
+    /* A name that cannot be shown is named by its position. */
+    assert_int_equal(kw_validate_metadata("{\"a\":1,\"\\u0007x\":1}", out, &err), KW_ERR_INVALID);
+    assert_non_null(strstr(err.message, "member 2"));
+    assert_null(strchr(err.message, '\a'));
+
+    const char *bad[] = {
+        "",           "[]",         "\"s\"",       "1",
+        "null",       "{",          "{\"a\":1,}",  "{\"a\":1,\"a\":2}",
+        "{\"1a\":1}", "{\"_a\":1}", "{\"a-b\":1}", "{\"abcdefghijabcdefghijabcdefghijabc\":1}",
+        NULL};
+    for (const char **b = bad; *b; b++) {
+        assert_int_equal(kw_validate_metadata(*b, out, &err), KW_ERR_INVALID);
+        assert_non_null(strstr(err.message, "metadata"));
+    }
+    assert_int_equal(kw_validate_metadata("{\"abcdefghijabcdefghijabcdefghijab\":1}", out, &err),
+                     KW_OK);
+    assert_int_equal(kw_validate_metadata(NULL, out, &err), KW_ERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_environments),
         cmocka_unit_test(test_emails),
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_metadata),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
