@@ -238,6 +238,13 @@ kw_status kw_service_audit_page(kw_service *svc, const char *account_id, int64_t
     if (limit == 0 || limit > KW_AUDIT_PAGE_MAX)
         return kw_error_set(err, KW_ERR_INVALID, "limit must be between 1 and %d.",
                             KW_AUDIT_PAGE_MAX);
+    /* An account that does not exist has no log to show: 404, like its keys. */
+    kw_account account;
+    st = svc->store->ops->account_get(svc->store, account_id, &account);
+    if (st == KW_ERR_NOT_FOUND)
+        return kw_error_set(err, KW_ERR_NOT_FOUND, "Account not found.");
+    if (st != KW_OK)
+        return kw_service_store_error(st, "reading the account", err);
     /* One more than asked tells whether anything older remains. */
     st = svc->store->ops->audit_page(svc->store, account_id, before, limit + 1, out);
     if (st != KW_OK)

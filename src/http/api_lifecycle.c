@@ -61,6 +61,21 @@ bool kw_http_expiry(kw_http_req *req, const char *text, int64_t *out)
     return true;
 }
 
+/*
+ * Checks the path's ids (the account's, and the key's when the route has
+ * one) before the body: a request with a bad id is told about the id.
+ */
+static bool path_ids_ok(kw_http_req *req, bool has_key)
+{
+    kw_error err;
+    if (kw_validate_id(req->param[0], "acc", "account id", &err) != KW_OK ||
+        (has_key && kw_validate_id(req->param[1], "key", "key id", &err) != KW_OK)) {
+        kw_http_reply_failure(req, &err);
+        return false;
+    }
+    return true;
+}
+
 /* ---- PATCH /v1/accounts/{account_id}/keys/{key_id} ---- */
 
 void kw_http_key_update(kw_http_req *req)
@@ -72,6 +87,8 @@ void kw_http_key_update(kw_http_req *req)
         {"metadata", KW_FIELD_OBJECT_OR_NULL, false},
         {NULL, 0, false},
     };
+    if (!path_ids_ok(req, true))
+        return;
     json_t *body = kw_http_read_json(req, fields);
     if (!body)
         return;
@@ -124,6 +141,8 @@ void kw_http_key_roll(kw_http_req *req)
         {"grace_seconds", KW_FIELD_INTEGER, false},
         {NULL, 0, false},
     };
+    if (!path_ids_ok(req, true))
+        return;
     json_t *body = kw_http_read_json(req, fields);
     if (!body)
         return;
@@ -170,6 +189,8 @@ void kw_http_key_revoke_all(kw_http_req *req)
         {"environment", KW_FIELD_STRING_OR_NULL, false},
         {NULL, 0, false},
     };
+    if (!path_ids_ok(req, false))
+        return;
     json_t *body = kw_http_read_json(req, fields);
     if (!body)
         return;

@@ -523,7 +523,7 @@ def test_malformed_path_ids_are_400():
             if "{account_id}" not in template:
                 continue
             path = template.replace("{account_id}", bad).replace("{key_id}", "key_" + "A" * 22)
-            body = {"name": "x"} if method == "POST" else None
+            body = {"name": "x"} if method in ("POST", "PATCH") else None
             msg = expect_error(400, "invalid_request", method, path, body, root=True)
             check("account" in msg.lower(), "message %r does not name the account id" % msg)
     for bad in bad_keys:
