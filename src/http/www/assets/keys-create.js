@@ -2,9 +2,10 @@
 // key and its secret straight to the Created pop-up (keys-created.js).
 
 import { createKey, describeError } from './api.js';
-import { h, icon, showMessage, newId } from './dom.js';
+import { h, showMessage, newId } from './dom.js';
 import { openDialog, dialogActions } from './dialogs.js';
 import { openCreated } from './keys-created.js';
+import { nameField, expiryField } from './keys-fields.js';
 
 const ENVIRONMENTS = ['production', 'staging'];
 
@@ -16,13 +17,9 @@ export function limitText(limit) {
 export function openCreate(page) {
   page.status.textContent = '';
   const alert = h('div', { class: 'alert alert-error', role: 'alert', hidden: true });
-  const nameId = newId('key-name');
   const envId = newId('key-env');
-  const hintId = newId('key-name-hint');
-  const name = h('input', {
-    id: nameId, name: 'name', type: 'text', placeholder: 'e.g. Production CRM', required: true,
-    maxlength: '100', autocomplete: 'off', spellcheck: 'false', autofocus: true, 'aria-describedby': hintId,
-  });
+  const name = nameField();
+  const expiry = expiryField();
   const env = h('select', { id: envId, name: 'environment' },
     ENVIRONMENTS.map((e) => h('option', { value: e, selected: e === 'production' }, e)));
   const cancel = h('button', { type: 'button', class: 'button' }, 'Cancel');
@@ -34,11 +31,9 @@ export function openCreate(page) {
     fallback: () => page.heading,
     body: () => [
       h('form', { class: 'dialog-form', novalidate: true },
-        h('div', { class: 'field' },
-          h('label', { for: nameId }, 'API Key Name'),
-          name,
-          h('p', { class: 'hint', id: hintId }, 'A name that tells you where the key is used.')),
+        name.element,
         h('div', { class: 'field' }, h('label', { for: envId }, 'Environment'), env),
+        expiry.element,
         alert,
         dialogActions(cancel, generate)),
     ],
@@ -48,18 +43,16 @@ export function openCreate(page) {
     event.preventDefault();
     if (dlg.busy) return;
     showMessage(alert, '');
-    const value = name.value.trim();
-    if (!value) {
-      showMessage(alert, 'Enter a name for the key.');
-      name.focus();
-      return;
-    }
+    const value = name.check(alert);
+    if (value === null) return;
+    const expires = expiry.check(alert);
+    if (expires === null) return;
     dlg.setBusy(true);
     generate.disabled = true;
     cancel.disabled = true;
     let result;
     try {
-      result = await createKey(value, env.value);
+      result = await createKey(value, env.value, expires);
     } catch (err) {
       dlg.setBusy(false);
       generate.disabled = false;
@@ -74,7 +67,7 @@ export function openCreate(page) {
       } else {
         showMessage(alert, describeError(err, 'create the key'));
       }
-      if (dlg.dialog.open) name.focus();
+      if (dlg.dialog.open) name.input.focus();
       return;
     }
     dlg.setBusy(false);

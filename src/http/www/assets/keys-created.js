@@ -9,7 +9,8 @@ import { openDialog, dialogActions } from './dialogs.js';
 
 // `result` is the POST answer {key, secret}; the secret is taken out of it
 // here. options.opener: where focus returns (default: Create API key);
-// options.done: the status line once it closes.
+// options.note: a sentence below the first (a roll says when the old key
+// stops); options.done: the status line once it closes.
 export function openCreated(page, result, options = {}) {
   let secret = result.secret;
   result.secret = undefined;
@@ -41,6 +42,7 @@ export function openCreated(page, result, options = {}) {
     },
     body: () => [
       h('p', {}, 'Your new key ', h('strong', {}, key.name || ''), key.environment ? ` (${key.environment})` : '', ' is ready.'),
+      options.note ? h('p', {}, options.note) : null,
       h('div', { class: 'field' }, h('label', { for: fieldId }, 'Your API key'), field),
       h('div', { class: 'callout callout-warning', id: warningId },
         icon('warning'),

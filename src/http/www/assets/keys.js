@@ -1,13 +1,28 @@
-// keys.js - the APIs & Webhooks page: the API Keys section, its counter
-// and state. The list and each pop-up are modules of their own
-// (keys-*.js); this one loads the keys and hands every pop-up the same
-// small context, `page`.
+// keys.js - the APIs & Webhooks page: the API Keys section with its
+// counter and state, then Activity and the Danger zone. The list, its "…"
+// menus and each pop-up are modules of their own (keys-*.js, activity.js);
+// this one loads the keys and hands every pop-up the same small context,
+// `page`.
 
 import { listKeys, describeError } from './api.js';
 import { h, icon, showMessage } from './dom.js';
-import { keyTable } from './keys-list.js';
+import { keyTable, keyStatus } from './keys-list.js';
 import { openCreate, limitText } from './keys-create.js';
 import { openDelete } from './keys-delete.js';
+import { openRoll } from './keys-roll.js';
+import { openDisable, openEnable } from './keys-disable.js';
+import { openRename } from './keys-rename.js';
+import { dangerZone } from './keys-revoke.js';
+import { activitySection } from './activity.js';
+
+// The pop-up each entry of a row's "…" menu opens.
+const ACTIONS = {
+  roll: openRoll,
+  disable: openDisable,
+  enable: openEnable,
+  rename: openRename,
+  delete: openDelete,
+};
 
 const DEFAULT_LIMIT = 25;
 
@@ -21,6 +36,7 @@ export function renderApiPage(main, ctx) {
   const limitInline = h('strong', {}, String(DEFAULT_LIMIT));
   const count = h('p', { class: 'key-count', id: 'key-count', 'aria-live': 'polite' });
   const limitNote = h('p', { class: 'limit-note', id: 'limit-note', hidden: true });
+  const disabledNote = h('p', { class: 'disabled-note muted', hidden: true });
   const createButton = h('button', { type: 'button', class: 'button button-primary', id: 'create-key', disabled: true },
     icon('plus'), 'Create API key');
   const status = h('p', { class: 'status', role: 'status' });
@@ -37,11 +53,16 @@ export function renderApiPage(main, ctx) {
     createButton,
     status,
     state: () => state,
-    load: () => load(),
+    // After a change: the list and the activity as they now are.
+    load: () => {
+      load();
+      activity.reload();
+    },
     handleAuth,
     focusAfterChange: () => (createButton.disabled ? heading : createButton),
   };
-  const table = keyTable({ onDelete: (key, opener) => openDelete(page, key, opener) });
+  const table = keyTable((action, key, opener) => ACTIONS[action](page, key, opener));
+  const activity = activitySection({ handleAuth });
 
   const section = h('section', { class: 'card keys-card', 'aria-labelledby': 'api-keys-title', 'aria-busy': 'true' },
     h('div', { class: 'card-head' },
@@ -53,11 +74,11 @@ export function renderApiPage(main, ctx) {
           h('span', {}, 'A key is shown only once, when it is created. We store only a one-way hash of it, so it cannot be shown again, not even by support.')),
         h('li', {}, icon('key'),
           h('span', {}, 'You can have up to ', limitInline,
-            ' active keys. Use a separate key for each environment (production, staging) and for each vendor, so you can revoke one without touching the others.')),
+            ' active keys; a disabled key still occupies its slot until you delete it. Use a separate key for each environment (production, staging) and for each vendor, so you can revoke one without touching the others.')),
         h('li', {}, icon('plug'),
-          h('span', {}, 'To rotate a key without downtime, create a new key, update your application to use it, then delete the old key.')))),
+          h('span', {}, 'To rotate a key without downtime, choose Roll in its … menu: the new key works at once, and the old one keeps working for the grace period you choose while you update your application.')))),
     h('div', { class: 'keys-toolbar' },
-      h('div', { class: 'keys-toolbar-text' }, count, limitNote),
+      h('div', { class: 'keys-toolbar-text' }, count, disabledNote, limitNote),
       createButton),
     loadError,
     status,
@@ -74,6 +95,8 @@ export function renderApiPage(main, ctx) {
       h('h1', { tabindex: '-1' }, 'APIs & Webhooks'),
       h('p', { class: 'muted' }, 'Connect your own applications and third-party services to your account.')),
     section,
+    activity.element,
+    dangerZone(page),
   );
 
   const alive = () => section.isConnected;
@@ -92,6 +115,7 @@ export function renderApiPage(main, ctx) {
     section.setAttribute('aria-busy', state.loaded ? 'false' : 'true');
     limitInline.textContent = String(state.key_limit);
     count.textContent = state.loaded ? `${state.active_count} of ${state.key_limit} keys` : '';
+    showMessage(disabledNote, disabledText(state.keys.filter((k) => keyStatus(k) === 'disabled').length));
     const full = state.loaded && atLimit();
     createButton.disabled = !state.loaded || full;
     showMessage(limitNote, full ? limitText(state.key_limit) : '');
@@ -101,6 +125,11 @@ export function renderApiPage(main, ctx) {
     table.render(state.keys);
     table.element.hidden = !state.loaded || state.keys.length === 0;
     empty.hidden = !state.loaded || state.keys.length !== 0;
+  }
+
+  function disabledText(n) {
+    if (n === 0) return '';
+    return `${n} of them ${n === 1 ? 'is' : 'are'} disabled: a disabled key still occupies its slot until you delete it.`;
   }
 
   async function load() {
