@@ -362,6 +362,7 @@ async function revokeAll(p, environment) {
 // Activity: newest first, the actions named, Load more until the end; every
 // entry of the account's audit log, and no secret anywhere.
 async function activity(p, mustShow, secrets) {
+  await p.reload(); // the list as it is now, changes made through the API included
   await gotoApiKeys(p);
   const heading = p.getByRole('heading', { name: 'Activity', exact: true });
   await heading.scrollIntoViewIfNeeded();
