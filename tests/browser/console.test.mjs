@@ -105,7 +105,8 @@ function createButton(p) {
 
 // The list entry of the key named name: a table row or a list item.
 function keyRow(p, name) {
-  return p.getByRole('row').filter({ hasText: name }).or(p.getByRole('listitem').filter({ hasText: name }));
+  const keys = p.getByRole('table', { name: 'API keys of this account' });
+  return keys.getByRole('row').filter({ hasText: name }).or(p.getByRole('listitem').filter({ hasText: name }));
 }
 
 function menuEntry(p, name) {
@@ -119,7 +120,7 @@ function menuEntry(p, name) {
 // The list entry of one key, by its masked form: a roll leaves two keys of
 // the same name.
 function rowOf(p, key) {
-  return p.getByRole('row').filter({ hasText: key.masked }).first();
+  return p.getByRole('table', { name: 'API keys of this account' }).getByRole('row').filter({ hasText: key.masked }).first();
 }
 
 // Opens the "…" menu of key's row and chooses `action`; returns the menu's button.
@@ -440,6 +441,11 @@ const suite = new Suite({
     if (page && !page.isClosed()) {
       await shot(page, 'failed');
       await page.reload().catch(() => {});
+    }
+    const phone = state.phone && state.phone.page;
+    if (phone && !phone.isClosed()) {
+      await shot(phone, 'phone-failed');
+      await phone.reload().catch(() => {});
     }
   },
 });

@@ -86,7 +86,7 @@ export function keyTable(onAction) {
     const status = keyStatus(key);
     return h('tr', { class: `key-row key-${status}` },
       h('td', { 'data-label': 'Name', class: 'key-name' }, h('span', {}, key.name), rollNote(key)),
-      h('td', { 'data-label': 'Status' }, statusBadge(key, status)),
+      h('td', { 'data-label': 'Status', class: 'key-status' }, statusBadge(key, status)),
       h('td', { 'data-label': 'Environment' },
         h('span', { class: `badge badge-${key.environment === 'production' ? 'production' : 'other'}` }, key.environment)),
       h('td', { 'data-label': 'Key' }, h('code', { class: 'mono masked' }, key.masked)),

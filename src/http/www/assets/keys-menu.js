@@ -1,7 +1,8 @@
 // keys-menu.js - the "…" menu of one key's row: Roll, Disable or Enable,
 // Rename and Delete, each opening its own pop-up. It behaves as the gear
 // menu does (menu.js). The panel is placed with fixed coordinates next to
-// its button, so the table's scrolling box never cuts it off.
+// its button (and kept there on scroll), so the table's scrolling box
+// never cuts it off.
 
 import { h, newId } from './dom.js';
 import { bindMenu } from './menu.js';
@@ -50,8 +51,8 @@ export function keyMenu(key, status, onAction) {
     panel.style.left = `${left}px`;
     panel.style.top = `${top}px`;
   }
-  // A fixed panel would drift from its button on scroll: close it instead.
-  const onScroll = () => menu.close(false);
+  // A fixed panel would drift from its button on scroll: it follows it.
+  const onScroll = () => place();
   const menu = bindMenu({
     button, panel, items, wrap,
     onOpen: () => {
