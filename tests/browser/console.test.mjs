@@ -5,9 +5,12 @@
 // playwright-core drives Debian's chromium, headless, against a `keyward
 // serve` started for this run on 127.0.0.1 (lib/server.mjs). The tests run in
 // order on one signed-in page, as an admin would: sign in, find the API keys
-// page through the gear menu, create a key, copy it, delete it, fill the
-// account to its limit, and sign out; then the CSRF and Origin checks from
-// Node with the browser's session cookie, and the page at phone width.
+// page through the gear menu, create a key, copy it, delete it; then the key
+// lifecycle of issue 12 through each key's "…" menu (create with an expiry,
+// roll, disable and enable, rename), fill the account to its limit, the CSRF
+// and Origin checks from Node with the browser's session cookie, revoke all
+// keys of an environment, the Activity list and its paging, and sign out;
+// then the page and the same lifecycle at phone width.
 // Elements are found by role and accessible name, the labels the console
 // promises. Every step saves a screenshot in $KEYWARD_SCREENSHOTS.
 //
@@ -102,7 +105,8 @@ function createButton(p) {
 
 // The list entry of the key named name: a table row or a list item.
 function keyRow(p, name) {
-  return p.getByRole('row').filter({ hasText: name }).or(p.getByRole('listitem').filter({ hasText: name }));
+  const keys = p.getByRole('table', { name: 'API keys of this account' });
+  return keys.getByRole('row').filter({ hasText: name }).or(p.getByRole('listitem').filter({ hasText: name }));
 }
 
 function menuEntry(p, name) {
@@ -111,6 +115,62 @@ function menuEntry(p, name) {
     .or(p.getByRole('link', { name, exact: true }))
     .or(p.getByRole('button', { name, exact: true }))
     .first();
+}
+
+// The list entry of one key, by its masked form: a roll leaves two keys of
+// the same name.
+function rowOf(p, key) {
+  return p.getByRole('table', { name: 'API keys of this account' }).getByRole('row').filter({ hasText: key.masked }).first();
+}
+
+// Opens the "…" menu of key's row and chooses `action`; returns the menu's button.
+async function keyAction(p, key, action) {
+  const button = rowOf(p, key).getByRole('button', { name: `Actions for ${key.name}`, exact: true });
+  await button.click();
+  const menu = p.getByRole('menu', { name: `Actions for ${key.name}`, exact: true });
+  await menu.waitFor();
+  await menu.getByRole('menuitem', { name: action, exact: true }).click();
+  await menu.waitFor({ state: 'hidden' });
+  return button;
+}
+
+// A date as the console formats it, in the page's own locale.
+function shownDate(p, iso) {
+  return p.evaluate(
+    (value) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(value)),
+    iso,
+  );
+}
+
+async function findKey(predicate, what) {
+  const list = await srv.listKeys();
+  const key = list.keys.find(predicate);
+  assert.ok(key, `${what}: ${JSON.stringify(list.keys.map((k) => [k.name, k.status, k.masked]))}`);
+  return key;
+}
+
+// No page wider than the phone.
+async function noOverflow(p) {
+  const width = await p.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= PHONE.width + 1, `the page is ${width} px wide at ${PHONE.width} px`);
+}
+
+// The one key the Created pop-up shows; then Copy & close.
+async function takeShownKey(p) {
+  const created = p.getByRole('dialog').filter({ hasText: 'API Key Created Successfully' });
+  await created.waitFor();
+  const text = `${await created.innerText()}\n${(await created.locator('input, textarea').evaluateAll((els) => els.map((e) => e.value))).join('\n')}`;
+  const shown = [...new Set(text.match(/kw_[A-Za-z0-9_]+/g) || [])];
+  assert.equal(shown.length, 1, `one key shown: ${JSON.stringify(shown)}`);
+  assert.match(text, /only (be )?displayed once/i, 'the pop-up warns that the key is shown only once');
+  return { created, secret: shown[0], text };
+}
+
+async function closeCreated(p, created, secret) {
+  await created.getByRole('button', { name: 'Copy & close', exact: true }).click();
+  await created.waitFor({ state: 'hidden' });
+  await until(async () => !(await p.content()).includes(secret) && !(await inputValues(p)).join('\n').includes(secret),
+    'the key is still in the page after Copy & close');
 }
 
 async function gotoApiKeys(p) {
@@ -135,6 +195,241 @@ function inputValues(p) {
   return p.evaluate(() => [...document.querySelectorAll('input, textarea')].map((e) => e.value));
 }
 
+// ---- the key lifecycle (issue 12): each step as a function, so that the
+// desktop tests and the phone tests run the same steps ----
+
+const DAY_S = 86400;
+
+// Create API key with Expiry "30 days": the list shows the date.
+async function createWithExpiry(p, name) {
+  await gotoApiKeys(p);
+  await createButton(p).click();
+  const dialog = p.getByRole('dialog').filter({ hasText: 'Create API key' });
+  await dialog.waitFor();
+  await dialog.getByLabel('API Key Name', { exact: true }).fill(name);
+  const expiry = dialog.getByRole('combobox', { name: 'Expiry', exact: true });
+  assert.equal(await expiry.inputValue(), 'never', 'the expiry starts on Never');
+  const labels = await expiry.locator('option').allInnerTexts();
+  assert.deepEqual(labels, ['Never', '30 days', '60 days', '90 days', 'Custom date']);
+  await expiry.selectOption({ label: 'Custom date' });
+  await dialog.getByLabel('Expiry date', { exact: true }).waitFor();
+  await expiry.selectOption({ label: '30 days' });
+  await dialog.getByText(/^The key stops working on .+\.$/).waitFor();
+  await shot(p, 'create-key-expiry');
+  const before = Date.now();
+  await dialog.getByRole('button', { name: 'Generate key', exact: true }).click();
+  const { created, secret } = await takeShownKey(p);
+  assert.match(secret, KEY_RE);
+  await closeCreated(p, created, secret);
+  const key = await findKey((k) => k.name === name, `the key ${name} is listed`);
+  const expires = Date.parse(key.expires_at);
+  assert.ok(Math.abs(expires - (before + 30 * DAY_S * 1000)) < 10 * 60 * 1000, `expires_at 30 days ahead: ${key.expires_at}`);
+  const row = rowOf(p, key);
+  await row.getByText(await shownDate(p, key.expires_at)).waitFor();
+  const text = await row.innerText();
+  assert.match(text, /Active/, `the new key is Active: ${JSON.stringify(text)}`);
+  assert.equal((await srv.verify(secret)).code, 'VALID');
+  return { key, secret };
+}
+
+// "…" > Roll: the grace choice and its sentence, then the new key once in
+// the Created pop-up; the old key is marked Expiring and still verifies.
+async function roll(p, old, oldSecret) {
+  const opener = await keyAction(p, old, 'Roll');
+  const dialog = p.getByRole('dialog').filter({ hasText: 'Roll Key' });
+  await dialog.waitFor();
+  const grace = dialog.getByRole('combobox', { name: 'Keep the old key working', exact: true });
+  assert.deepEqual(await grace.locator('option').allInnerTexts(), ['Immediately', '1 hour', '24 hours', '7 days', '30 days']);
+  assert.equal(await grace.inputValue(), String(DAY_S), 'the grace starts on 24 hours');
+  const sentence = dialog.getByText(/^The old key stops working /);
+  const in24h = Date.now() + DAY_S * 1000;
+  const expected = [await shownDate(p, new Date(in24h).toISOString()), await shownDate(p, new Date(in24h + 60_000).toISOString())];
+  const said = await sentence.innerText();
+  assert.ok(expected.some((d) => said === `The old key stops working on ${d}.`), `${JSON.stringify(said)} names ${expected[0]}`);
+  await grace.selectOption({ label: 'Immediately' });
+  await until(async () => (await sentence.innerText()) === 'The old key stops working immediately.', 'Immediately changes the sentence');
+  await grace.selectOption({ label: '7 days' });
+  await until(async () => (await sentence.innerText()) !== said && /on .+\.$/.test(await sentence.innerText()), '7 days changes the date');
+  await grace.selectOption({ label: '24 hours' });
+  await shot(p, 'roll-key');
+  await dialog.getByRole('button', { name: 'Roll key', exact: true }).click();
+
+  const { created, secret, text } = await takeShownKey(p);
+  assert.match(secret, KEY_RE);
+  assert.notEqual(secret, oldSecret, 'the roll shows a new key');
+  assert.match(text, /The old key stops working on /, 'the Created pop-up says when the old key stops');
+  await shot(p, 'rolled-key-created');
+  await closeCreated(p, created, secret);
+
+  const previous = await findKey((k) => k.id === old.id, 'the old key is still listed');
+  assert.equal(previous.status, 'expiring', `the old key: ${JSON.stringify(previous)}`);
+  assert.ok(previous.rolled_to, 'the old key names its successor');
+  const key = await findKey((k) => k.id === previous.rolled_to, 'the new key is listed');
+  assert.equal(key.rolled_from, old.id);
+  assert.equal(key.name, old.name);
+  const oldRow = rowOf(p, previous);
+  await oldRow.getByText(`Expiring ${await shownDate(p, previous.expires_at)}`).waitFor();
+  assert.equal(await oldRow.locator('td.expiry-soon').count(), 1, 'the old key, expiring within 7 days, is highlighted');
+  await rowOf(p, key).getByText('Active', { exact: true }).waitFor();
+  assert.equal((await srv.verify(secret)).code, 'VALID', 'the new key verifies');
+  assert.equal((await srv.verify(oldSecret)).code, 'VALID', 'the old key verifies during its grace period');
+  assert.ok(opener, 'the menu had a button');
+  await shot(p, 'rolled');
+  return { key, secret, previous };
+}
+
+// "…" > Disable: the consequence, then Disabled in the list and DISABLED
+// from verification; the count still holds it.
+async function disable(p, key, secret) {
+  const countBefore = (await srv.listKeys()).active_count;
+  await keyAction(p, key, 'Disable');
+  const dialog = p.getByRole('dialog').filter({ hasText: 'Disable Key' });
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /Applications using this key lose access immediately\./);
+  await shot(p, 'disable-key');
+  await dialog.getByRole('button', { name: 'Disable key', exact: true }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await rowOf(p, key).getByText('Disabled', { exact: true }).waitFor();
+  await p.getByText(/a disabled key still occupies its slot/).filter({ visible: true }).first().waitFor();
+  await counter(p, countBefore).waitFor();
+  const v = await srv.verify(secret);
+  assert.equal(v.code, 'DISABLED', `verify a disabled key: ${JSON.stringify(v)}`);
+  await shot(p, 'disabled');
+}
+
+async function enable(p, key, secret) {
+  await keyAction(p, key, 'Enable');
+  const dialog = p.getByRole('dialog').filter({ hasText: 'Enable Key' });
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /regain access immediately/);
+  await dialog.getByRole('button', { name: 'Enable key', exact: true }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await rowOf(p, key).getByText('Active', { exact: true }).waitFor();
+  assert.equal((await srv.verify(secret)).code, 'VALID', 'an enabled key verifies again');
+}
+
+// "…" > Rename: the current name to edit, the same check as Create.
+async function rename(p, key, secret, name) {
+  await keyAction(p, key, 'Rename');
+  const dialog = p.getByRole('dialog').filter({ hasText: 'Rename Key' });
+  await dialog.waitFor();
+  const field = dialog.getByLabel('API Key Name', { exact: true });
+  assert.equal(await field.inputValue(), key.name, 'the field starts on the current name');
+  await field.fill('   ');
+  await dialog.getByRole('button', { name: 'Rename key', exact: true }).click();
+  await dialog.getByRole('alert').filter({ hasText: 'Enter a name for the key.' }).waitFor();
+  await field.fill(name);
+  await shot(p, 'rename-key');
+  await dialog.getByRole('button', { name: 'Rename key', exact: true }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await rowOf(p, key).getByText(name, { exact: true }).waitFor();
+  const v = await srv.verify(secret);
+  assert.equal(v.name, name, `verify names the key by its new name: ${JSON.stringify(v)}`);
+  return { ...key, name };
+}
+
+// Danger zone > Revoke all keys…: the button stays disabled until the
+// account's name is typed; then "N keys revoked".
+async function revokeAll(p, environment) {
+  await gotoApiKeys(p);
+  const before = await srv.listKeys();
+  const expected = before.keys.filter((k) => !environment || k.environment === environment).length;
+  const account = await srv.api('GET', `/v1/accounts/${srv.accountId}`, { root: true });
+  const word = account.body.name;
+  await p.getByRole('heading', { name: 'Danger zone', exact: true }).scrollIntoViewIfNeeded();
+  await p.getByRole('button', { name: 'Revoke all keys…', exact: true }).click();
+  const dialog = p.getByRole('dialog').filter({ hasText: 'Revoke All Keys' });
+  await dialog.waitFor();
+  await dialog.getByRole('combobox', { name: 'Environment' }).selectOption(environment || '');
+  const confirm = dialog.getByRole('button', { name: 'Revoke keys', exact: true });
+  assert.equal(await confirm.isDisabled(), true, 'Revoke keys is disabled before anything is typed');
+  const typed = dialog.getByRole('textbox', { name: /to confirm/ });
+  await typed.fill(`${word}x`);
+  assert.equal(await confirm.isDisabled(), true, 'Revoke keys stays disabled for a wrong name');
+  await typed.fill(word);
+  await until(() => confirm.isEnabled(), 'Revoke keys is enabled once the account name is typed');
+  await shot(p, 'revoke-all');
+  await confirm.click();
+  await dialog.waitFor({ state: 'hidden' });
+  await p.getByText(`${expected} key${expected === 1 ? '' : 's'} revoked.`, { exact: true }).waitFor();
+  const after = await srv.listKeys();
+  assert.equal(after.keys.length, before.keys.length - expected, 'the keys of that environment are gone');
+  if (environment) assert.ok(after.keys.every((k) => k.environment !== environment), 'none of that environment is left');
+  await counter(p, after.active_count).waitFor();
+  await shot(p, 'revoked');
+  return expected;
+}
+
+// Activity: newest first, the actions named, Load more until the end; every
+// entry of the account's audit log, and no secret anywhere.
+async function activity(p, mustShow, secrets) {
+  await p.reload(); // the list as it is now, changes made through the API included
+  await gotoApiKeys(p);
+  const heading = p.getByRole('heading', { name: 'Activity', exact: true });
+  await heading.scrollIntoViewIfNeeded();
+  const table = p.getByRole('table', { name: /Activity/ });
+  const rows = table.locator('tbody tr');
+  await until(async () => (await rows.count()) > 0, 'the activity list shows entries');
+  const firstPage = await rows.count();
+  const more = p.getByRole('button', { name: 'Load more', exact: true });
+  await shot(p, 'activity');
+  let pages = 1;
+  while (await more.isVisible()) {
+    const had = await rows.count();
+    await more.click();
+    await until(async () => (await rows.count()) > had, 'Load more adds entries');
+    pages++;
+    assert.ok(pages < 20, 'Load more ends');
+  }
+  await until(async () => !(await more.isVisible()), 'Load more hides after the last page');
+  const all = await srv.api('GET', `/v1/accounts/${srv.accountId}/audit?limit=200`, { root: true });
+  assert.equal(all.status, 200, JSON.stringify(all.body));
+  const total = await rows.count();
+  assert.equal(total, all.body.entries.length, `every entry, once (${firstPage} on the first page, ${pages} pages)`);
+  assert.ok(pages >= 2, `the list pages (${total} entries in ${pages} pages)`);
+  const times = await rows.locator('td:first-child time').evaluateAll((els) => els.map((e) => Date.parse(e.getAttribute('datetime'))));
+  for (let i = 1; i < times.length; i++) assert.ok(times[i] <= times[i - 1], `newest first: entry ${i}`);
+  const text = await table.innerText();
+  for (const what of mustShow) assert.ok(text.includes(what), `the activity shows "${what}"`);
+  assert.ok(text.includes(srv.email), 'the activity names the signed-in admin');
+  assert.ok(/127\.0\.0\.1/.test(text), 'the activity shows the source IP');
+  const html = await p.content();
+  for (const s of secrets) assert.ok(!html.includes(s), 'no secret in the page');
+  assert.ok(!/kw_(production|staging)_[A-Za-z0-9]{49}/.test(html), 'no key in the page');
+  await shot(p, 'activity-all');
+}
+
+// The "…" menu by keyboard: Enter opens on the first entry, arrows, Home
+// and End move, Esc closes and gives focus back to "…"; ArrowUp opens on
+// the last entry.
+async function menuByKeyboard(p, key) {
+  const button = rowOf(p, key).getByRole('button', { name: `Actions for ${key.name}`, exact: true });
+  await button.focus();
+  await p.keyboard.press('Enter');
+  const menu = p.getByRole('menu', { name: `Actions for ${key.name}`, exact: true });
+  await menu.waitFor();
+  const focused = () => p.evaluate(() => document.activeElement.textContent.trim());
+  const items = await menu.getByRole('menuitem').allInnerTexts();
+  assert.deepEqual(items, ['Roll', 'Disable', 'Rename', 'Delete']);
+  assert.equal(await button.getAttribute('aria-expanded'), 'true');
+  await until(async () => (await focused()) === 'Roll', 'Enter opens on Roll');
+  await shot(p, 'actions-menu');
+  await p.keyboard.press('ArrowDown');
+  assert.equal(await focused(), 'Disable');
+  await p.keyboard.press('End');
+  assert.equal(await focused(), 'Delete');
+  await p.keyboard.press('ArrowDown');
+  assert.equal(await focused(), 'Roll', 'ArrowDown wraps to the first entry');
+  await p.keyboard.press('Escape');
+  await menu.waitFor({ state: 'hidden' });
+  assert.ok(await button.evaluate((b) => b === document.activeElement), 'Esc gives focus back to "…"');
+  await p.keyboard.press('ArrowUp');
+  await menu.waitFor();
+  assert.equal(await focused(), 'Delete', 'ArrowUp opens on the last entry');
+  await p.keyboard.press('Escape');
+  await menu.waitFor({ state: 'hidden' });
+}
+
 // ---- the tests ----
 
 const suite = new Suite({
@@ -146,6 +441,11 @@ const suite = new Suite({
     if (page && !page.isClosed()) {
       await shot(page, 'failed');
       await page.reload().catch(() => {});
+    }
+    const phone = state.phone && state.phone.page;
+    if (phone && !phone.isClosed()) {
+      await shot(phone, 'phone-failed');
+      await phone.reload().catch(() => {});
     }
   },
 });
@@ -362,12 +662,10 @@ test(
 );
 
 test(
-  'delete it: Delete, the Delete Key pop-up warns, Delete key; gone from the list, fails verification',
+  'delete it: "…" > Delete, the Delete Key pop-up warns, Delete key; gone from the list, fails verification',
   async () => {
     await gotoApiKeys(page);
-    const row = keyRow(page, 'Production CRM').first();
-    const del = row.getByRole('button', { name: /^Delete\b/ }).or(row.getByRole('link', { name: /^Delete\b/ })).first();
-    await del.click();
+    await keyAction(page, state.key, 'Delete');
     const dialog = page.getByRole('dialog').filter({ hasText: 'Delete Key' });
     await dialog.waitFor();
     assert.match(await dialog.innerText(), /any application using this key will immediately lose access/i);
@@ -383,6 +681,51 @@ test(
     await shot(page, 'deleted');
   },
   { needs: CREATED },
+);
+
+test(
+  'create a key with Expiry "30 days" (Never, 30, 60, 90 days, Custom date): the list shows the date, Active',
+  async () => {
+    state.billing = await createWithExpiry(page, 'Billing Service');
+  },
+  { needs: SIGNED_IN },
+);
+
+const BILLING = ['create a key with Expiry "30 days" (Never, 30, 60, 90 days, Custom date): the list shows the date, Active'];
+
+test(
+  'the "…" menu of a key by keyboard: Roll, Disable, Rename, Delete; arrows, Home/End, Esc back to "…"',
+  async () => {
+    await menuByKeyboard(page, state.billing.key);
+  },
+  { needs: BILLING },
+);
+
+test(
+  '"…" > Roll: grace 24 hours by default, "The old key stops working on <date>."; the new key shown once; the old one Expiring and still valid',
+  async () => {
+    state.rolled = await roll(page, state.billing.key, state.billing.secret);
+  },
+  { needs: BILLING },
+);
+
+const ROLLED = ['"…" > Roll: grace 24 hours by default, "The old key stops working on <date>."; the new key shown once; the old one Expiring and still valid'];
+
+test(
+  '"…" > Disable: "lose access immediately", Disabled in the list, verification says DISABLED; "…" > Enable: Active and VALID again',
+  async () => {
+    await disable(page, state.rolled.key, state.rolled.secret);
+    await enable(page, state.rolled.key, state.rolled.secret);
+  },
+  { needs: ROLLED },
+);
+
+test(
+  '"…" > Rename: an empty name is refused as at creation; the new name in the list and in verification',
+  async () => {
+    state.rolled.key = await rename(page, state.rolled.key, state.rolled.secret, 'Billing Service v2');
+  },
+  { needs: ROLLED },
 );
 
 test(
@@ -450,6 +793,24 @@ test(
 );
 
 test(
+  'Danger zone > Revoke all keys…: production only; Revoke keys disabled until the account name is typed; "N keys revoked"',
+  async () => {
+    const n = await revokeAll(page, 'production');
+    assert.ok(n > 0, 'there were production keys to revoke');
+  },
+  { needs: SIGNED_IN },
+);
+
+test(
+  'Activity: newest first, who, what, key, source IP; Load more pages to the end; no secret',
+  async () => {
+    const secrets = [state.secret, state.billing && state.billing.secret, state.rolled && state.rolled.secret].filter(Boolean);
+    await activity(page, ['Created a key', 'Deleted a key', 'Rolled a key', 'Disabled a key', 'Enabled a key', 'Renamed a key', 'Revoked a key', 'Signed in'], secrets);
+  },
+  { needs: SIGNED_IN },
+);
+
+test(
   'sign out from the gear menu: back on the sign-in page, the old cookie gets 401',
   async () => {
     const cookie = await sessionCookie();
@@ -466,7 +827,7 @@ test(
   { needs: SIGNED_IN },
 );
 
-test('phone width (375x812): sign in and the API keys page, no horizontal overflow, Delete on screen', async () => {
+test('phone width (375x812): sign in and the API keys page, no horizontal overflow, "…" and its Delete on screen', async () => {
   const phone = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
   try {
     phone.setDefaultTimeout(ACTION_TIMEOUT_MS);
@@ -482,16 +843,95 @@ test('phone width (375x812): sign in and the API keys page, no horizontal overfl
     const width = await p.evaluate(() => document.documentElement.scrollWidth);
     await shot(p, 'phone-api-keys');
     assert.ok(width <= PHONE.width + 1, `the page is ${width} px wide at ${PHONE.width} px`);
-    // The list too: a key's Delete is on the screen, not past its right edge.
-    const del = p.getByRole('button', { name: /^Delete\b/ }).or(p.getByRole('link', { name: /^Delete\b/ })).first();
-    await del.scrollIntoViewIfNeeded();
+    // The list too: a key's "…" menu and its Delete are on the screen, not
+    // past its right edge.
+    const more = p.getByRole('button', { name: /^Actions for / }).first();
+    await more.scrollIntoViewIfNeeded();
+    const moreBox = await more.boundingBox();
+    assert.ok(moreBox && moreBox.x >= 0 && moreBox.x + moreBox.width <= PHONE.width + 1, `a key's "…" at phone width: ${JSON.stringify(moreBox)}`);
+    await more.click();
+    const del = p.getByRole('menuitem', { name: 'Delete', exact: true });
+    await del.waitFor();
     const box = await del.boundingBox();
     await shot(p, 'phone-api-keys-list');
-    assert.ok(box && box.x >= 0 && box.x + box.width <= PHONE.width + 1, `a key's Delete at phone width: ${JSON.stringify(box)}`);
+    assert.ok(box && box.x >= 0 && box.x + box.width <= PHONE.width + 1 && box.y + box.height <= PHONE.height,
+      `a key's Delete at phone width: ${JSON.stringify(box)}`);
+    await p.keyboard.press('Escape');
+    await del.waitFor({ state: 'hidden' });
   } finally {
     await phone.close();
   }
 });
+
+// The same lifecycle at phone width, on a page of its own.
+async function phonePage() {
+  if (state.phone) return state.phone.page;
+  const ctx = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  ctx.setDefaultTimeout(ACTION_TIMEOUT_MS);
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.origin });
+  const p = await ctx.newPage();
+  watch(p);
+  state.phone = { context: ctx, page: p };
+  await p.goto(`${srv.origin}/sign-in`);
+  await signIn(p, srv.password);
+  await p.waitForURL((u) => u.pathname !== '/sign-in');
+  return p;
+}
+
+const PHONE_CREATED = ['phone width: create a key with Expiry "30 days"; the date in its card'];
+
+test(PHONE_CREATED[0], async () => {
+  const p = await phonePage();
+  state.phoneKey = await createWithExpiry(p, 'Phone Key');
+  await noOverflow(p);
+});
+
+test(
+  'phone width: "…" > Roll, the new key once, the old one Expiring; the menu on screen',
+  async () => {
+    const p = await phonePage();
+    state.phoneRolled = await roll(p, state.phoneKey.key, state.phoneKey.secret);
+    await noOverflow(p);
+  },
+  { needs: PHONE_CREATED },
+);
+
+const PHONE_ROLLED = ['phone width: "…" > Roll, the new key once, the old one Expiring; the menu on screen'];
+
+test(
+  'phone width: "…" > Disable, then Enable',
+  async () => {
+    const p = await phonePage();
+    await disable(p, state.phoneRolled.key, state.phoneRolled.secret);
+    await noOverflow(p);
+    await enable(p, state.phoneRolled.key, state.phoneRolled.secret);
+  },
+  { needs: PHONE_ROLLED },
+);
+
+test(
+  'phone width: "…" > Rename',
+  async () => {
+    const p = await phonePage();
+    state.phoneRolled.key = await rename(p, state.phoneRolled.key, state.phoneRolled.secret, 'Phone Key v2');
+    await noOverflow(p);
+  },
+  { needs: PHONE_ROLLED },
+);
+
+test(
+  'phone width: Revoke all keys… of all environments, typed confirmation; then Activity pages to the end',
+  async () => {
+    const p = await phonePage();
+    const before = (await srv.listKeys()).keys.length;
+    assert.equal(await revokeAll(p, ''), before);
+    assert.equal((await srv.listKeys()).keys.length, 0, 'no key is left');
+    await noOverflow(p);
+    await activity(p, ['Rolled a key', 'Disabled a key', 'Enabled a key', 'Renamed a key', 'Revoked a key'], [state.phoneKey.secret]);
+    await noOverflow(p);
+  },
+  { needs: PHONE_CREATED, timeoutMs: 60_000 },
+);
 
 test('no uncaught script error or Content-Security-Policy violation on any page', async () => {
   assert.deepEqual(pageProblems, []);

@@ -101,9 +101,18 @@ export function forgetSession() {
   session = null;
 }
 
+function accountPath() {
+  return `/v1/accounts/${encodeURIComponent(session.user.account_id)}`;
+}
+
 function keysPath(keyId) {
-  const base = `/v1/accounts/${encodeURIComponent(session.user.account_id)}/keys`;
+  const base = `${accountPath()}/keys`;
   return keyId ? `${base}/${encodeURIComponent(keyId)}` : base;
+}
+
+// Resolves with {id, name, …}.
+export function getAccount() {
+  return request('GET', accountPath());
 }
 
 export function listKeys() {
@@ -111,13 +120,39 @@ export function listKeys() {
 }
 
 // Resolves with {key, secret}. The caller owns the secret and must drop it
-// as soon as it has been shown.
-export function createKey(name, environment) {
-  return request('POST', keysPath(), { name, environment });
+// as soon as it has been shown. `expiry` is {} (never), {expires_in:
+// seconds} or {expires_at: RFC 3339}.
+export function createKey(name, environment, expiry = {}) {
+  return request('POST', keysPath(), { name, environment, ...expiry });
+}
+
+// Resolves with {key, secret, previous}: the new key and its secret (the
+// same care as a create's), and the old key with the time it stops working.
+export function rollKey(keyId, graceSeconds) {
+  return request('POST', `${keysPath(keyId)}/roll`, { grace_seconds: graceSeconds });
+}
+
+// `changes`: any of name, enabled, expires_at, metadata. Resolves with the key.
+export function updateKey(keyId, changes) {
+  return request('PATCH', keysPath(keyId), changes);
 }
 
 export function deleteKey(keyId) {
   return request('DELETE', keysPath(keyId));
+}
+
+// Deletes every key of the account, or only those of `environment`.
+// Resolves with {revoked: N}.
+export function revokeAllKeys(environment) {
+  return request('POST', `${keysPath()}/revoke`, environment ? { environment } : {});
+}
+
+// One page of the account's activity, newest first. Resolves with
+// {entries, next_cursor}; next_cursor is null on the last page.
+export function listAudit(limit, cursor) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (cursor) query.set('cursor', cursor);
+  return request('GET', `${accountPath()}/audit?${query}`);
 }
 
 // Plain words for an error, for the place it is shown. `what` names the
@@ -138,6 +173,9 @@ export function describeError(err, what) {
     case 404:
       return `That no longer exists, so we could not ${what}. It may have been deleted already.`;
     case 409:
+      if (err.code === 'key_state') {
+        return err.message || `The key is expired, disabled or already rolled, so we could not ${what}.`;
+      }
       return err.message || `You have reached the key limit, so we could not ${what}.`;
     case 429:
       return `Too many requests. ${retryText(err.retryAfter)}`;

@@ -35,7 +35,8 @@ export function openDialog({ title, body, opener, fallback, onClose, describedBy
     dialog.setAttribute('aria-busy', busy ? 'true' : 'false');
   };
 
-  dialog.append(h('h2', { id: titleId, class: 'dialog-title' }, title), ...body(handle));
+  // A body may leave a slot null (a sentence only some callers show).
+  dialog.append(h('h2', { id: titleId, class: 'dialog-title' }, title), ...body(handle).filter(Boolean));
   if (describedBy) dialog.setAttribute('aria-describedby', describedBy);
 
   // Tab and Shift+Tab cycle inside the dialog: the page behind is inert,
