@@ -151,6 +151,17 @@ int kw_cli_key_roll(kw_cli *cli, int argc, char **argv)
     return rc;
 }
 
+/* Prints key k when st is KW_OK, else the error; the command's exit code. */
+static int emit_key(kw_cli *cli, kw_status st, const kw_key *k, kw_error *err)
+{
+    if (st != KW_OK)
+        return kw_cli_fail(err);
+    json_t *doc = kw_json_key(k);
+    int rc = kw_cli_emit_object(cli, doc, key_fields);
+    json_decref(doc);
+    return rc;
+}
+
 int kw_cli_key_update(kw_cli *cli, int argc, char **argv)
 {
     const char *account = NULL, *name = NULL, *expires = NULL, *metadata_text = NULL,
@@ -215,13 +226,8 @@ int kw_cli_key_update(kw_cli *cli, int argc, char **argv)
         return kw_cli_fail(&err);
     }
     kw_key k;
-    if (kw_service_key_update(svc, "cli", account, args[0], &patch, &k, &err) != KW_OK) {
-        rc = kw_cli_fail(&err);
-    } else {
-        json_t *doc = kw_json_key(&k);
-        rc = kw_cli_emit_object(cli, doc, key_fields);
-        json_decref(doc);
-    }
+    rc = emit_key(cli, kw_service_key_update(svc, "cli", account, args[0], &patch, &k, &err), &k,
+                  &err);
     kw_service_close(svc);
     return rc;
 }
@@ -324,13 +330,7 @@ int kw_cli_key_show(kw_cli *cli, int argc, char **argv)
         return rc;
     kw_key k;
     kw_error err;
-    if (kw_service_key_get(svc, account, args[0], &k, &err) != KW_OK) {
-        rc = kw_cli_fail(&err);
-    } else {
-        json_t *doc = kw_json_key(&k);
-        rc = kw_cli_emit_object(cli, doc, key_fields);
-        json_decref(doc);
-    }
+    rc = emit_key(cli, kw_service_key_get(svc, account, args[0], &k, &err), &k, &err);
     kw_service_close(svc);
     return rc;
 }
