@@ -182,8 +182,9 @@ kw_status kw_service_key_update(kw_service *svc, const char *actor, const char *
  * old key expire grace_s seconds from now (0 to KW_ROLL_GRACE_MAX_S; sooner
  * if it expired sooner anyway). The two are linked (rolled_to,
  * rolled_from). The limit is not checked: a roll never leaves an account
- * without a working key, so during the grace period the account may hold
- * one key over its limit. KW_ERR_KEY_STATE for an expired, disabled or
+ * without a working key, so while rolled keys are in their grace periods
+ * the account may hold more keys than its limit (one per key rolled), and
+ * creates are refused until they expire. KW_ERR_KEY_STATE for an expired, disabled or
  * already rolled key. *new_key and *previous receive both keys as they now are.
  */
 kw_status kw_service_key_roll(kw_service *svc, const char *actor, const char *account_id,
