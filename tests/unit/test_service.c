@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -867,9 +868,62 @@ static void test_revoke_all_and_audit_pages(void **state)
     sodium_memzero(s2, sizeof s2);
 }
 
+/* The clock of the retention test, read by the service's flusher thread too. */
+static _Atomic int64_t retention_now;
+
+static int64_t retention_clock(void)
+{
+    return atomic_load(&retention_now);
+}
+
+/* How many audit entries the account has (at most one page). */
+static size_t audit_count(kw_service *svc, const char *account_id)
+{
+    kw_audit_list page;
+    int64_t next = 0;
+    kw_error err;
+    assert_int_equal(
+        kw_service_audit_page(svc, account_id, 0, KW_AUDIT_PAGE_MAX, &page, &next, &err), KW_OK);
+    size_t n = page.count;
+    kw_audit_list_free(&page);
+    return n;
+}
+
+/* With audit_retention_days set, the service prunes on its own, without a call. */
+static void test_retention_prunes_old_entries_on_its_own(void **state)
+{
+    (void)state;
+    const int64_t today = 1795741323;
+    char *dir = tu_tempdir();
+    kw_config cfg;
+    tu_config(&cfg, dir);
+    cfg.clock = retention_clock;
+    cfg.audit_retention_days = 1;
+    cfg.last_used_interval_ms = 20; /* the upkeep runs with the flusher */
+    atomic_store(&retention_now, today - 3 * 86400);
+    kw_service *svc;
+    kw_error err;
+    kw_account old, recent;
+    assert_int_equal(kw_service_open(&cfg, &svc, &err), KW_OK);
+    assert_int_equal(kw_service_account_create(svc, "test", "Old", &old, &err), KW_OK);
+    usleep(100 * 1000); /* several upkeep rounds: nothing is older than a day yet */
+    assert_int_equal(audit_count(svc, old.id), 1);
+    atomic_store(&retention_now, today);
+    assert_int_equal(kw_service_account_create(svc, "test", "Recent", &recent, &err), KW_OK);
+    /* Bounded wait for the next round (20 ms apart), not a timing assertion. */
+    for (int i = 0; i < 250 && audit_count(svc, old.id) != 0; i++)
+        usleep(20 * 1000);
+    assert_int_equal(audit_count(svc, old.id), 0);
+    assert_int_equal(audit_count(svc, recent.id), 1);
+    kw_service_close(svc);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retention_prunes_old_entries_on_its_own),
         cmocka_unit_test_setup_teardown(test_create_then_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_is_newest_first_with_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_is_immediate_and_final, setup, teardown),
