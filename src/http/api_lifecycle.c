@@ -177,8 +177,8 @@ void kw_http_key_roll(kw_http_req *req)
         kw_http_reply_json(req, 201, doc);
     else
         kw_http_reply_error(req, 500,
-                            "The key was rolled but the new key could not be shown; delete it "
-                            "and roll the previous key again.");
+                            "The key was rolled but the new key could not be shown; delete the "
+                            "new key and create another before the old one expires.");
 }
 
 /* ---- POST /v1/accounts/{account_id}/keys/revoke ---- */
