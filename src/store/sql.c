@@ -103,6 +103,9 @@ static const char *const common_sql[KW_Q_ACCOUNT_LIST] = {
     /* NULL ?2: every environment. */
     [KW_Q_KEY_REVOKE] = "DELETE FROM api_keys WHERE account_id = ?1 AND "
                         "environment = coalesce(CAST(?2 AS TEXT), environment) RETURNING id, name",
+    /* The key a deleted key had replaced may be rolled again. */
+    [KW_Q_KEY_UNROLL] = "UPDATE api_keys SET rolled_to = NULL WHERE account_id = ?1 AND "
+                        "rolled_to = ?2 RETURNING id",
     [KW_Q_SESSION_AUDIT] = SESSION_AUDIT "FROM users u WHERE u.id = ?4",
     [KW_Q_SESSION_END_AUDIT] =
         SESSION_AUDIT "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = ?4",
@@ -443,6 +446,12 @@ static bool read_deleted_name(const kw_sql_rows *r, void *item)
     return col_text(r, 0, item, KW_NAME_BUFSZ);
 }
 
+/* A key id (KW_ID_BUFSZ bytes), as an UPDATE's RETURNING gives it back. */
+static bool read_key_id(const kw_sql_rows *r, void *item)
+{
+    return col_text(r, 0, item, KW_ID_BUFSZ);
+}
+
 /* ---- reads ---- */
 
 /* A statement and its parameters, kept so that the driver may run it again. */
@@ -771,6 +780,23 @@ static kw_status on_audit_prune(kw_sql_conn *c, void *arg)
 }
 
 /*
+ * After the delete of a key that replaced another by a roll: the old key
+ * (still in its grace period, or expired) is no longer rolled, so it may be
+ * rolled again, and its change goes to the feed like any other.
+ */
+static kw_status unroll(kw_sql_conn *c, change *m)
+{
+    char id[KW_ID_BUFSZ];
+    kw_sql_rows rows;
+    kw_status status = query(c, KW_Q_KEY_UNROLL, &rows, "tt", m->account_id, m->id);
+    if (status == KW_OK)
+        status = read_one(&rows, read_key_id, id);
+    if (status == KW_ERR_NOT_FOUND)
+        return KW_OK; /* it replaced none */
+    return status == KW_OK ? feed_append(c, m->au->at, id, &m->seq) : status;
+}
+
+/*
  * Deletes a key (account_id set) or a root key and records it: the audit
  * entry and, for a key, the change in the feed. The driver is told that
  * the transaction removed a hash.
@@ -788,6 +814,8 @@ static kw_status on_key_delete(kw_sql_conn *c, void *arg)
         status = audit(c, m->au, NULL, m->account_id, m->id, name);
     if (status == KW_OK && m->account_id) /* root keys are not in the feed */
         status = feed_append(c, m->au->at, m->id, &m->seq);
+    if (status == KW_OK && m->account_id)
+        status = unroll(c, m);
     c->erased = c->erased || status == KW_OK;
     return status;
 }

@@ -63,6 +63,7 @@ enum {
     KW_Q_KEY_UPDATE,
     KW_Q_KEY_ROLLED,
     KW_Q_KEY_REVOKE,
+    KW_Q_KEY_UNROLL,
     KW_Q_SESSION_AUDIT,
     KW_Q_SESSION_END_AUDIT,
     /* kw_sql_dialect, in the order of its fields */

@@ -1126,6 +1126,29 @@ static void test_key_roll(void **state)
     assert_int_equal(sc_audit_count(s), audits);
     assert_int_equal(sc_feed_head(s), head);
 
+    /* Deleting the replacement leaves the old key unrolled, in the feed,
+     * and free to be rolled again within its grace period. */
+    kw_audit del = {.at = NOW + 11, .actor = "cli", .action = "key.delete"};
+    assert_int_equal(s->ops->key_delete(s, "acc_a", "key_new1", &del, &seq), KW_OK);
+    const char *const unrolled[] = {"key_new1", "key_old1"};
+    assert_feed_names(s, head, unrolled, 2);
+    assert_int_equal(seq, head + 2);
+    assert_int_equal(s->ops->key_get(s, "acc_a", "key_old1", &stored), KW_OK);
+    assert_string_equal(stored.rolled_to, "");
+    assert_int_equal(stored.expires_at, NOW + 1000); /* its grace stays as it was */
+    kw_key again = k;
+    snprintf(again.id, sizeof again.id, "key_new3");
+    uint8_t again_hash[KW_HASH_BYTES];
+    make_hash(again_hash, 6);
+    assert_int_equal(s->ops->key_roll(s, "acc_a", "key_old1", &again, again_hash, 1, NOW + 12, 60,
+                                      &au, &fresh, &previous, NULL),
+                     KW_OK);
+    assert_string_equal(previous.rolled_to, "key_new3");
+    /* A key that replaced none changes nothing else when deleted. */
+    head = sc_feed_head(s);
+    assert_int_equal(s->ops->key_delete(s, "acc_a", "key_exp", &del, &seq), KW_OK);
+    assert_int_equal(seq, head + 1);
+
     /* A key that never expires: the grace's end; and the new one never expires either. */
     assert_int_equal(add_key(s, "key_forever", "acc_a", 5, NEVER, 100), KW_OK);
     assert_int_equal(s->ops->key_roll(s, "acc_a", "key_forever", &k, hash, 1, NOW + 20, 0, &au,
