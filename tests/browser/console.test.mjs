@@ -268,7 +268,8 @@ async function roll(p, old, oldSecret) {
   assert.equal(key.rolled_from, old.id);
   assert.equal(key.name, old.name);
   const oldRow = rowOf(p, previous);
-  await oldRow.getByText(`Expiring ${await shownDate(p, previous.expires_at)}`).waitFor();
+  await oldRow.getByText('Expiring', { exact: true }).waitFor();
+  await oldRow.locator('td.expiry-soon').getByText(await shownDate(p, previous.expires_at)).waitFor();
   assert.equal(await oldRow.locator('td.expiry-soon').count(), 1, 'the old key, expiring within 7 days, is highlighted');
   await rowOf(p, key).getByText('Active', { exact: true }).waitFor();
   assert.equal((await srv.verify(secret)).code, 'VALID', 'the new key verifies');

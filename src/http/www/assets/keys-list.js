@@ -36,8 +36,11 @@ function statusBadge(key, status) {
     case 'expired':
       return h('span', { class: 'badge badge-expired' }, 'Expired');
     case 'expiring':
-      return h('span', { class: 'badge badge-expiring' },
-        key.expires_at ? `Expiring ${formatDate(key.expires_at)}` : 'Expiring');
+      // The date is in the Expires column, highlighted; the badge stays one short word.
+      return h('span', {
+        class: 'badge badge-expiring',
+        title: key.expires_at ? `Expires ${formatDate(key.expires_at)}` : null,
+      }, 'Expiring');
     default:
       return h('span', { class: 'badge badge-active' }, 'Active');
   }
