@@ -1242,11 +1242,19 @@ def test_keep_alive_serves_many_requests_on_one_connection():
 def test_secret_is_shown_once():
     s = srv()
     acc = new_account("ShownOnce")
-    key, secret = new_key(acc, "shown once")
+    rolled_key, first = new_key(acc, "rolled once")
+    # A roll's secret is shown once too: its answer is the only place.
+    status, _, doc = call("POST", "/v1/accounts/%s/keys/%s/roll" % (acc, rolled_key["id"]),
+                          {"grace_seconds": 3600}, root=True)
+    eq(status, 201, "roll")
+    key, secret = doc["key"], doc["secret"]
     middle = KEY_RE.match(secret).group(2)
     eq(len(middle), 43, "middle length")
     root_middle = KEY_RE.match(s.root_key).group(2)
+    first_middle = KEY_RE.match(first).group(2)
+    needles = (secret, middle, first, first_middle, s.root_key, root_middle)
     verify(secret)
+    verify(first)
     auth({"API-Key": secret})
     auth({"Authorization": "Bearer " + secret})
     call("GET", "/v1/accounts/%s" % acc, headers={"Authorization": "Bearer " + secret})
@@ -1254,6 +1262,8 @@ def test_secret_is_shown_once():
     responses = []
     for method, path, h in (("GET", "/v1/accounts/%s/keys" % acc, None),
                             ("GET", "/v1/accounts/%s/keys/%s" % (acc, key["id"]), None),
+                            ("GET", "/v1/accounts/%s/keys/%s" % (acc, rolled_key["id"]), None),
+                            ("GET", "/v1/accounts/%s/audit" % acc, None),
                             ("GET", "/v1/accounts/%s" % acc, None),
                             ("GET", "/metrics", None), ("GET", "/openapi.json", None),
                             ("GET", "/", None), ("GET", "/healthz", None),
@@ -1264,10 +1274,10 @@ def test_secret_is_shown_once():
         blob = (json.dumps(doc) if isinstance(doc, (dict, list)) else doc.decode("utf-8", "replace"))
         blob += json.dumps(rh)
         responses.append(blob)
-        for needle in (secret, middle, s.root_key, root_middle):
+        for needle in needles:
             check(needle not in blob, "%s %s shows a secret" % (method, path))
     log = s.log()
-    for needle in (secret, middle, s.root_key, root_middle):
+    for needle in needles:
         check(needle.encode() not in log, "the access log holds a secret")
     # At rest: the data dir's files (the SQLite database, its WAL) and, on
     # PostgreSQL, a pg_dump of the database. The key's id must be there (so
@@ -1276,7 +1286,7 @@ def test_secret_is_shown_once():
     check(any(key["id"].encode() in data for _, data in stored),
           "the key's id is in none of %r" % [what for what, _ in stored])
     for what, data in stored:
-        for needle in (secret, middle, s.root_key, root_middle):
+        for needle in needles:
             check(needle.encode() not in data, "%s holds a secret in clear" % what)
 
 
